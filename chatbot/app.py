@@ -1,0 +1,70 @@
+"""Assembling the bot from a config: inventory, task context, commands, core."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from chatbot.bot import Bot
+from chatbot.config import ApicConfig, Config
+from chatbot.context import TaskContext
+from chatbot.errors import UserError
+from chatbot.inventory import Credentials, DeviceInventory, build_nornir
+from chatbot.limits import DeviceGate
+from chatbot.plugins import load_registry
+from chatbot.secrets import resolve_secret
+
+
+@dataclass
+class LabAccess:
+    """How the bot reaches a running lab: its inventory and credentials, in memory."""
+
+    inventory: dict[str, Any]
+    username: str
+    password: str
+    enable_secret: str
+    apic_url: str
+    apic_username: str
+    apic_password: str
+
+
+def scrapli_defaults(config: Config) -> dict[str, Any]:
+    limits = config.limits
+    return {
+        "transport": config.inventory.transport,
+        "auth_strict_key": config.inventory.strict_host_keys,
+        "timeout_socket": limits.connect_timeout,
+        "timeout_transport": limits.connect_timeout + limits.device_timeout,
+        "timeout_ops": limits.device_timeout,
+    }
+
+
+def build_context(config: Config, lab: LabAccess | None = None) -> TaskContext:
+    extras = scrapli_defaults(config)
+    workers = config.limits.workers
+    if lab is not None:
+        extras["auth_strict_key"] = False  # the lab makes a new host key at every start
+        nr = build_nornir(data=lab.inventory, workers=workers, scrapli_extras=extras,
+                          credentials=Credentials(lab.username, lab.password, lab.enable_secret))
+        config.apic.setdefault("apic1", ApicConfig(url=lab.apic_url, username=lab.apic_username,
+                                                   password=lab.apic_password))
+    else:
+        if config.inventory.path is None:
+            raise UserError("no inventory: set [inventory] path = \"inventory/\" (or lab = true)")
+        section = config.inventory.extras()
+        creds = Credentials(
+            username=config.inventory.username,
+            password=resolve_secret(section, "password", "inventory"),
+            enable_secret=resolve_secret(section, "enable_secret", "inventory"),
+        )
+        path = Path(config.inventory.path)
+        if not (path / "hosts.yaml").is_file():
+            raise UserError(f"[inventory] path: {path}/hosts.yaml not found")
+        nr = build_nornir(path=path, workers=workers, scrapli_extras=extras, credentials=creds)
+    gate = DeviceGate(per_device=1, total=workers)
+    return TaskContext(inventory=DeviceInventory(nr), config=config, lab_mode=lab is not None, gate=gate)
+
+
+def build_bot(config: Config, lab: LabAccess | None = None) -> Bot:
+    return Bot(load_registry(), build_context(config, lab))

@@ -1,0 +1,187 @@
+"""The `chatbot` command: shell, lab, run, check."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from pathlib import Path
+
+from chatbot.config import Config, load_config
+from chatbot.errors import UserError
+
+log = logging.getLogger("chatbot")
+LAB_SECRETS_DIR = Path("var/lab-secrets")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=os.environ.get("CHATBOT_LOG_LEVEL", args.log_level),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    # Nornir and scrapli log every session at INFO; that is noise in a terminal chat.
+    for noisy in ("scrapli", "asyncssh", "aiohttp.access"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        return int(args.func(args) or 0)
+    except UserError as err:
+        print(f"chatbot: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="chatbot", description="Network ChatOps bot")
+    p.add_argument("--log-level", default="WARNING", help="DEBUG, INFO, WARNING (default), ERROR")
+    sub = p.add_subparsers(required=True, metavar="COMMAND")
+
+    shell = sub.add_parser("shell", help="chat with the bot in this terminal")
+    shell.add_argument("--config", type=Path, help="config file (TOML)")
+    shell.add_argument("--lab", action="store_true", help="start the built-in simulated network and use it")
+    _lab_options(shell)
+    shell.set_defaults(func=cmd_shell)
+
+    lab = sub.add_parser("lab", help="run the simulated network alone, for a bot started separately")
+    _lab_options(lab)
+    lab.add_argument("--port", type=int, default=2222, help="SSH port on every device address (default 2222)")
+    lab.add_argument("--apic-port", type=int, default=8443, help="APIC HTTP port on 127.0.0.1 (default 8443)")
+    lab.set_defaults(func=cmd_lab)
+
+    run = sub.add_parser("run", help="connect to the configured chat platforms and serve")
+    run.add_argument("--config", type=Path, required=True)
+    run.set_defaults(func=cmd_run)
+
+    check = sub.add_parser("check", help="validate config, inventory and credentials, then exit")
+    check.add_argument("--config", type=Path, required=True)
+    check.set_defaults(func=cmd_check)
+    return p
+
+
+def _lab_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--devices", type=int, default=3, help="number of simulated devices (default 3)")
+    p.add_argument("--delay", type=float, default=0.05, help="seconds each device takes per command")
+    p.add_argument("--fault", action="append", default=[], metavar="DEVICE=KIND",
+                   help="inject a fault: down, slow, auth, hang or disconnect (repeatable)")
+
+
+def _faults(specs: list[str]) -> list[tuple[str, str]]:
+    from chatbot.lab import Fault
+
+    kinds = {f.value for f in Fault}
+    out = []
+    for spec in specs:
+        name, _, kind = spec.partition("=")
+        if kind not in kinds:
+            raise UserError(f"--fault {spec}: use DEVICE=KIND with KIND one of {', '.join(sorted(kinds))}")
+        out.append((name, kind))
+    return out
+
+
+def cmd_shell(args: argparse.Namespace) -> int:
+    from adapters.console import ConsoleChat
+    from chatbot.app import build_bot
+
+    config = load_config(args.config) if args.config else Config()
+    if not (args.lab or config.inventory.lab):
+        if args.config is None:
+            raise UserError("give --lab for the built-in lab, or --config FILE for your inventory")
+        return asyncio.run(ConsoleChat(build_bot(config)).run())
+
+    from chatbot.lab import Fault, LabThread
+
+    faults = _faults(args.fault)
+    with LabThread(devices=args.devices, delay=args.delay) as lab:
+        for name, kind in faults:
+            lab.set_fault(name, Fault(kind))
+        bot = build_bot(config, lab_access(lab))
+        return asyncio.run(ConsoleChat(bot).run())
+
+
+def lab_access(lab: object) -> "LabAccess":
+    from chatbot.app import LabAccess
+
+    return LabAccess(
+        inventory=lab.nornir_inventory(),  # type: ignore[attr-defined]
+        username=lab.username,  # type: ignore[attr-defined]
+        password=lab.password,  # type: ignore[attr-defined]
+        enable_secret=lab.enable_secret,  # type: ignore[attr-defined]
+        apic_url=lab.apic.url,  # type: ignore[attr-defined]
+        apic_username=lab.apic.username,  # type: ignore[attr-defined]
+        apic_password=lab.apic.password,  # type: ignore[attr-defined]
+    )
+
+
+def cmd_lab(args: argparse.Namespace) -> int:
+    from chatbot.lab import Fault, Lab
+
+    faults = _faults(args.fault)
+    secrets = _lab_secrets()
+    lab = Lab(devices=args.devices, delay=args.delay, port=args.port, apic_port=args.apic_port,
+              password=secrets["password"], enable_secret=secrets["enable_secret"])
+    lab.apic.password = secrets["apic_password"]
+
+    async def serve() -> None:
+        await lab.start()
+        try:
+            for name, kind in faults:
+                lab.set_fault(name, Fault(kind))
+            first = list(lab.devices.values())[:3]
+            print(f"lab: {len(lab.devices)} devices: " + ", ".join(f"{d.name} {d.host}:{d.port}" for d in first)
+                  + (", ..." if len(lab.devices) > 3 else ""))
+            print(f"lab: APIC apic1 at {lab.apic.url}")
+            print(f"lab: credentials in {LAB_SECRETS_DIR}/ (user {lab.username}); "
+                  "a bot uses them with: chatbot shell --config deploy/lab.toml. Ctrl-C stops.", flush=True)
+            await asyncio.Event().wait()
+        finally:
+            await lab.stop()
+
+    try:
+        asyncio.run(serve())
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def _lab_secrets() -> dict[str, str]:
+    """Lab credentials live in files a config can point at, so none is printed or committed."""
+    import secrets as random
+
+    LAB_SECRETS_DIR.mkdir(parents=True, exist_ok=True)
+    os.chmod(LAB_SECRETS_DIR, 0o700)
+    values = {}
+    for name in ("password", "enable_secret", "apic_password"):
+        path = LAB_SECRETS_DIR / name
+        if not path.exists():
+            path.touch(mode=0o600)
+            path.write_text(random.token_urlsafe(12), encoding="utf-8")
+        values[name] = path.read_text(encoding="utf-8").strip()
+    return values
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    platforms = [name for name in ("matrix", "mattermost", "slack") if getattr(config, name) is not None]
+    if not platforms:
+        raise UserError(f"{args.config}: no [matrix], [mattermost] or [slack] section; "
+                        "to chat in this terminal use: chatbot shell --config FILE")
+    raise UserError(f"the {', '.join(platforms)} adapter is not part of this version yet; "
+                    "use: chatbot shell --config FILE")
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from chatbot.app import build_context
+    from chatbot.plugins import load_registry
+
+    config = load_config(args.config)
+    if config.inventory.lab:
+        raise UserError("[inventory] lab = true: nothing to check; use chatbot shell --lab")
+    ctx = build_context(config)
+    registry = load_registry()
+    for name in ctx.apic_names():
+        ctx.apic(name)  # resolves the password reference: a missing secret is an error here
+    print(f"config ok: {len(ctx.inventory.devices)} devices, {len(ctx.inventory.groups())} groups, "
+          f"{len(ctx.apic_names())} APIC, {len(list(registry))} commands")
+    return 0

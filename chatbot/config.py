@@ -1,0 +1,126 @@
+"""The bot's configuration: one TOML file, validated with pydantic.
+
+Unknown keys are errors (a typo must not silently disable a setting). Secrets are kept
+as references (`*_env`, `*_file`) and resolved only when used.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from chatbot.errors import UserError
+
+DEFAULT_SHOW_COMMANDS = [
+    "show version",
+    "show clock",
+    "show inventory",
+    "show ip interface brief",
+    "show interfaces",
+    "show interfaces status",
+    "show ip route",
+    "show ip bgp summary",
+    "show ip ospf neighbor",
+    "show cdp neighbors",
+    "show lldp neighbors",
+    "show logging",
+    "show processes cpu",
+    "show vlan brief",
+    "show ip arp",
+    "show mac address-table",
+]
+DEFAULT_PIPES = ["include", "exclude", "section", "begin", "count"]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SecretSection(Section):
+    """A section that may carry secrets as `x`, `x_env` or `x_file`."""
+
+    model_config = ConfigDict(extra="allow")
+
+    def extras(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class BotConfig(Section):
+    name: str = "netbot"
+    prefix: str = Field(default="!", min_length=1, max_length=3)
+    database: str = "sqlite:///var/chatbot.sqlite"
+    log_level: str = "INFO"
+
+
+class InventoryConfig(SecretSection):
+    path: Path | None = None
+    lab: bool = False
+    username: str | None = None
+    transport: str = "ssh2"  # in-process libssh2: lowest client CPU measured here
+    strict_host_keys: bool = True
+
+
+class ApicConfig(SecretSection):
+    url: str
+    username: str = "admin"
+    verify_tls: bool | str = True  # False, True, or a CA bundle path
+    timeout: float = 10.0
+
+
+class LimitsConfig(Section):
+    command_timeout: float = Field(default=120.0, gt=0)
+    device_timeout: float = Field(default=30.0, gt=0)  # per device operation
+    connect_timeout: float = Field(default=10.0, gt=0)
+    workers: int = Field(default=20, ge=1, le=500)  # device sessions at once
+    ping_count_max: int = Field(default=20, ge=1, le=1000)
+    # Addresses the bot host itself may ping or trace; empty = any.
+    host_probe_networks: list[str] = Field(default_factory=list)
+
+
+class ShowConfig(Section):
+    # Allowed `show` commands per platform; "default" applies to platforms not listed.
+    allowed: dict[str, list[str]] = Field(default_factory=lambda: {"default": list(DEFAULT_SHOW_COMMANDS)})
+    pipes: list[str] = Field(default_factory=lambda: list(DEFAULT_PIPES))
+    attachment_lines: int = Field(default=40, ge=1)
+
+
+class Config(Section):
+    bot: BotConfig = Field(default_factory=BotConfig)
+    inventory: InventoryConfig = Field(default_factory=InventoryConfig)
+    apic: dict[str, ApicConfig] = Field(default_factory=dict)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    show: ShowConfig = Field(default_factory=ShowConfig)
+    # Later issues fill these in; accepted now so one config file serves every version.
+    matrix: dict[str, Any] | None = None
+    mattermost: dict[str, Any] | None = None
+    slack: dict[str, Any] | None = None
+    access: dict[str, Any] | None = None
+    bridges: dict[str, Any] | None = None
+    monitor: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class ConfigError(UserError):
+    pass
+
+
+def load_config(path: Path) -> Config:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read: {err.strerror}") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: {err}") from None
+    return parse_config(data, source=str(path))
+
+
+def parse_config(data: dict[str, Any], source: str = "config") -> Config:
+    try:
+        return Config.model_validate(data)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        more = f" (and {err.error_count() - 1} more)" if err.error_count() > 1 else ""
+        raise ConfigError(f"{source}: {where}: {first['msg']}{more}") from None

@@ -1,0 +1,32 @@
+"""Device session limits shared by every task: how many sessions one device may see at
+once, and how many the bot holds open in all. Tasks run in threads, so these are
+thread primitives; a task takes a slot for each device session it opens."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+
+class DeviceGate:
+    def __init__(self, per_device: int = 1, total: int = 50) -> None:
+        self.per_device = per_device
+        self._total = threading.BoundedSemaphore(total)
+        self._lock = threading.Lock()
+        self._per_device: dict[str, threading.BoundedSemaphore] = {}
+
+    def _device_slot(self, device: str) -> threading.BoundedSemaphore:
+        with self._lock:
+            slot = self._per_device.get(device)
+            if slot is None:
+                slot = self._per_device[device] = threading.BoundedSemaphore(self.per_device)
+            return slot
+
+    @contextmanager
+    def session(self, device: str) -> Iterator[None]:
+        """Hold a session slot on `device` (and one of the global slots) while inside."""
+        slot = self._device_slot(device)
+        # Device first: a caller waiting on a busy device must not hold a global slot.
+        with slot, self._total:
+            yield

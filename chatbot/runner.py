@@ -1,0 +1,48 @@
+"""Running a validated invocation: off the event loop, under a time limit, with every
+failure turned into a result the user can read."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from typing import Any
+
+from chatbot.errors import TaskFailure, UserError
+from chatbot.results import Result, Status, failed, invalid
+from chatbot.router import Invocation
+
+log = logging.getLogger(__name__)
+
+
+class Runner:
+    def __init__(self, context: Any, command_timeout: float, prefix: str = "!") -> None:
+        self.context = context
+        self.command_timeout = command_timeout
+        self.prefix = prefix
+
+    async def run(self, inv: Invocation) -> Result:
+        timeout = inv.command.timeout or self.command_timeout
+        handler = inv.command.handler
+        try:
+            if asyncio.iscoroutinefunction(handler):
+                coro = handler(self.context, **inv.args)
+            else:
+                # Nornir, requests and icmplib's sync API block: keep them off the loop.
+                coro = asyncio.to_thread(handler, self.context, **inv.args)
+            result = await asyncio.wait_for(coro, timeout)
+        except asyncio.TimeoutError:
+            return failed(f"{inv.command.name} did not finish within {timeout:g} s")
+        except UserError as err:
+            return invalid(str(err), self.prefix + inv.command.usage())
+        except TaskFailure as err:
+            return failed(str(err))
+        except Exception:
+            ref = secrets.token_hex(4)
+            log.exception("command %r failed (ref %s)", inv.text, ref)
+            return Result(Status.ERROR, f"{inv.command.name} failed inside the bot (reference {ref}); the error is in the bot's log")
+        if not isinstance(result, Result):
+            ref = secrets.token_hex(4)
+            log.error("command %r returned %r instead of a Result (ref %s)", inv.text, type(result), ref)
+            return Result(Status.ERROR, f"{inv.command.name} returned nothing usable (reference {ref})")
+        return result

@@ -1,0 +1,146 @@
+"""Running one command on many devices through Nornir + nornir-scrapli.
+
+Each device gets its own session for the command and the session is closed at once:
+memory stays flat however many devices a command touches, and no two commands share a
+half-used channel. Failures come back per device as one readable line.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from nornir.core.task import Result as NornirResult
+from nornir.core.task import Task
+from scrapli.exceptions import (
+    ScrapliAuthenticationFailed,
+    ScrapliConnectionError,
+    ScrapliConnectionNotOpened,
+    ScrapliTimeout,
+)
+
+from chatbot.context import TaskContext
+from chatbot.results import Status
+
+CONNECTION = "scrapli"
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DeviceOutput:
+    device: str
+    ok: bool
+    output: str = ""
+    error: str = ""
+    parsed: Any = None
+    seconds: float = 0.0
+
+
+def run_on_devices(ctx: TaskContext, devices: list[str], command: str, *,
+                   textfsm: bool = False, timeout: float | None = None) -> list[DeviceOutput]:
+    """Send `command` (already validated) to each device; one DeviceOutput per device, in order."""
+    wanted = set(devices)
+    nr = ctx.inventory.nornir.filter(filter_func=lambda host: host.name in wanted)
+    # on_failed: Nornir otherwise skips, for good, every host that failed once.
+    results = nr.run(task=_send_command, command=command, ctx=ctx, textfsm=textfsm,
+                     timeout=timeout or ctx.config.limits.device_timeout,
+                     name=command, raise_on_error=False, on_failed=True)
+    outputs = []
+    for name in devices:
+        multi = results.get(name)
+        if multi is None:
+            outputs.append(DeviceOutput(name, False, error="not run"))
+            continue
+        first = multi[0]
+        if first.exception is not None:
+            error = describe_failure(first.exception, ctx)
+            log.warning("%s: %r failed: %s (%s)", name, command, error, type(first.exception).__name__)
+            outputs.append(DeviceOutput(name, False, error=error))
+        else:
+            outputs.append(first.result)
+    return outputs
+
+
+def _send_command(task: Task, command: str, ctx: TaskContext, textfsm: bool,
+                  timeout: float) -> NornirResult:
+    started = time.monotonic()
+    with ctx.gate.session(task.host.name):
+        try:
+            conn = task.host.get_connection(CONNECTION, task.nornir.config)
+            response = conn.send_command(command, timeout_ops=timeout)
+        finally:
+            if CONNECTION in task.host.connections:
+                _close_quietly(task)
+    elapsed = time.monotonic() - started
+    if response.failed:
+        out = DeviceOutput(task.host.name, False, response.result,
+                           error=f"device rejected the command: {_device_error(response.result)}",
+                           seconds=elapsed)
+    else:
+        parsed = response.textfsm_parse_output() if textfsm else None
+        out = DeviceOutput(task.host.name, True, response.result, parsed=parsed or None, seconds=elapsed)
+    return NornirResult(host=task.host, result=out)
+
+
+def _close_quietly(task: Task) -> None:
+    try:
+        task.host.close_connection(CONNECTION)
+    except Exception:  # a dropped session may fail to close; it is gone either way
+        task.host.connections.pop(CONNECTION, None)
+
+
+def _device_error(output: str) -> str:
+    for line in output.splitlines():
+        if line.strip().startswith("%"):
+            return line.strip()
+    return output.strip().splitlines()[-1][:200] if output.strip() else "no output"
+
+
+def describe_failure(exc: BaseException, ctx: TaskContext) -> str:
+    """One line a network engineer understands, for any session failure."""
+    chain = _cause_chain(exc)
+    text = " ".join(str(e).lower() for e in chain)
+    # A timeout anywhere in the chain wins: scrapli reports a slow enable prompt as an
+    # authentication failure, but the device was slow, not the password wrong.
+    if any(isinstance(e, (ScrapliTimeout, socket.timeout, TimeoutError)) for e in chain) or "timed out" in text:
+        return f"no answer in time (device timeout {ctx.config.limits.device_timeout:g} s)"
+    if "escalating privilege" in text:
+        return "enable failed (check the enable secret)"
+    if isinstance(exc, ScrapliAuthenticationFailed) or ("auth" in text and "fail" in text):
+        return "authentication failed (check the device credentials)"
+    if any(isinstance(e, ConnectionRefusedError) for e in chain) or "refused" in text:
+        return "unreachable: connection refused"
+    if "resolve" in text or "name or service" in text:
+        return "unreachable: cannot resolve the device address"
+    if any(isinstance(e, (ScrapliConnectionNotOpened, ScrapliConnectionError, EOFError, OSError))
+           or type(e).__module__.startswith("ssh2") for e in chain):
+        return "connection lost: the device closed the session"
+    return f"session failed: {type(exc).__name__}"
+
+
+def _cause_chain(exc: BaseException) -> list[BaseException]:
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain
+
+
+def outcome_summary(what: str, outputs: list[DeviceOutput]) -> tuple[Status, str]:
+    """'show version on 3 devices: 2 ok, 1 failed (r3: authentication failed)'."""
+    bad = [o for o in outputs if not o.ok]
+    good = len(outputs) - len(bad)
+    if len(outputs) == 1:
+        o = outputs[0]
+        return (Status.OK, f"{what} on {o.device}") if o.ok else (Status.FAILED, f"{what} on {o.device} failed: {o.error}")
+    status = Status.OK if not bad else Status.PARTIAL if good else Status.FAILED
+    text = f"{what} on {len(outputs)} devices: {good} ok"
+    if bad:
+        shown = "; ".join(f"{o.device}: {o.error}" for o in bad[:5])
+        more = f"; and {len(bad) - 5} more" if len(bad) > 5 else ""
+        text += f", {len(bad)} failed ({shown}{more})"
+    return status, text

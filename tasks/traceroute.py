@@ -1,0 +1,70 @@
+"""traceroute: from the bot host (icmplib, needs raw sockets) or from a device over SSH."""
+
+from __future__ import annotations
+
+import icmplib
+from icmplib.exceptions import ICMPLibError, SocketPermissionError
+
+from chatbot.args import Device, NetTarget, NetworkTarget, Param
+from chatbot.commands import command
+from chatbot.context import TaskContext
+from chatbot.errors import TaskFailure
+from chatbot.inventory import DeviceInfo
+from chatbot.results import Result, Status, Table, TextBlock
+from tasks._device import run_on_devices
+from tasks._ios_parsers import parse_ios_traceroute
+from tasks._probe import DEVICE_TRACEROUTE, RAW_SOCKET_HINT, check_host_probe_allowed, device_command, resolve
+
+COLUMNS = ["hop", "address", "rtt (ms)"]
+MAX_HOPS = 30
+DEVICE_TRACE_SECONDS = 90  # an unreachable target makes IOS wait on every hop
+
+
+@command(
+    "traceroute",
+    summary="trace the path to a device or address, from the bot host or from a device",
+    params=[
+        Param("target", NetworkTarget()),
+        Param("source", Device(), keyword="from", optional=True),
+    ],
+    aliases=["trace"],
+    examples=["traceroute 10.0.0.1 from r1", "traceroute r2"],
+)
+def traceroute(ctx: TaskContext, target: NetTarget, source: DeviceInfo | None) -> Result:
+    if source is None:
+        return _trace_from_host(ctx, target)
+    return _trace_from_device(ctx, target, source)
+
+
+def _trace_from_host(ctx: TaskContext, target: NetTarget) -> Result:
+    address = resolve(target)
+    check_host_probe_allowed(ctx, address)
+    try:
+        hops = icmplib.traceroute(address, count=2, interval=0.05, timeout=1, max_hops=MAX_HOPS)
+    except SocketPermissionError:
+        raise TaskFailure(RAW_SOCKET_HINT) from None
+    except ICMPLibError as err:
+        raise TaskFailure(f"traceroute {target.label}: {err}") from None
+    rows = [[str(h.distance), h.address, f"{h.avg_rtt:.1f}"] for h in hops]
+    reached = bool(hops) and hops[-1].address == address
+    summary = f"traceroute to {target.label} from the bot host: {len(hops)} hops" + ("" if reached else ", target not reached")
+    return Result(Status.OK if reached else Status.FAILED, summary, [Table(COLUMNS, rows)])
+
+
+def _trace_from_device(ctx: TaskContext, target: NetTarget, source: DeviceInfo) -> Result:
+    address = target.address or target.text
+    cmd = device_command(DEVICE_TRACEROUTE, source.platform, target=address)
+    [out] = run_on_devices(ctx, [source.name], cmd, timeout=DEVICE_TRACE_SECONDS)
+    if not out.ok:
+        raise TaskFailure(f"traceroute from {source.name} failed: {out.error}")
+    if source.platform not in ("cisco_iosxe", "cisco_ios"):
+        return Result(Status.OK, f"traceroute {target.label} from {source.name}", [TextBlock(out.output)])
+    try:
+        hops = parse_ios_traceroute(out.output)
+    except ValueError as err:
+        raise TaskFailure(f"traceroute from {source.name}: {err}") from None
+    rows = [[str(h.number), h.address or "*",
+             " ".join("*" if r is None else f"{r:g}" for r in h.rtts_ms)] for h in hops]
+    reached = any(h.address == address for h in hops)
+    summary = f"traceroute to {target.label} from {source.name}: {len(hops)} hops" + ("" if reached else ", target not reached")
+    return Result(Status.OK if reached else Status.FAILED, summary, [Table(COLUMNS, rows)])

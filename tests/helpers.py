@@ -1,0 +1,45 @@
+"""Shared test helpers: an in-memory inventory and a bot around it, no network."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from chatbot.bot import Bot
+from chatbot.config import Config
+from chatbot.context import TaskContext
+from chatbot.inventory import DeviceInventory, build_nornir
+from chatbot.message import Identity, Message
+from chatbot.plugins import load_registry
+from chatbot.results import Result
+
+SAMPLE_INVENTORY: dict[str, Any] = {
+    "hosts": {
+        "r1": {"hostname": "127.0.1.1", "port": 1, "groups": ["core"], "data": {"site": "hq", "role": "core"}},
+        "r2": {"hostname": "127.0.1.2", "port": 1, "groups": ["core"], "data": {"site": "hq", "role": "core"}},
+        "r3": {"hostname": "127.0.1.3", "port": 1, "groups": ["core"], "data": {"site": "hq", "role": "core"}},
+        "sw10": {"hostname": "127.0.1.10", "port": 1, "groups": ["edge"], "data": {"site": "branch1", "role": "edge"}},
+    },
+    "groups": {"core": {}, "edge": {}},
+    "defaults": {"platform": "cisco_iosxe"},
+}
+
+
+def sample_context(config: Config | None = None) -> TaskContext:
+    nr = build_nornir(data=SAMPLE_INVENTORY)
+    return TaskContext(inventory=DeviceInventory(nr), config=config or Config())
+
+
+def sample_bot(config: Config | None = None) -> Bot:
+    return Bot(load_registry(), sample_context(config))
+
+
+def console_message(text: str, direct: bool = False) -> Message:
+    return Message(platform="console", room="console", sender=Identity.native("console", "tester"),
+                   text=text, direct=direct)
+
+
+def ask(bot: Bot, text: str) -> Result:
+    reply = asyncio.run(bot.handle(console_message(text, direct=True)))
+    assert reply is not None
+    return reply.result
