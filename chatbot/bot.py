@@ -87,13 +87,15 @@ class Bot:
 
 
 def scrub(result: Result) -> Result:
-    """Redaction as a safety net over everything a task returns: tasks redact device
-    output with the device's platform patterns; this catches what any of them missed."""
+    """Redaction as a safety net over the device text a task returns (text blocks and
+    table cells): tasks redact with the device's platform patterns; this catches what
+    any of them missed. Summaries and notes are the bot's own prose, where the patterns
+    would strike ordinary words ("Username or password is incorrect")."""
     def clean(part: Part) -> Part:
         if isinstance(part, TextBlock):
             return TextBlock(redact(part.text), part.title, part.filename)
         if isinstance(part, Table):
             return Table(part.columns, [[redact(c) for c in row] for row in part.rows], part.title)
-        return Note(redact(part.text))
+        return part
 
-    return Result(result.status, redact(result.summary), [clean(p) for p in result.parts])
+    return Result(result.status, result.summary, [clean(p) for p in result.parts])

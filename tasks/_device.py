@@ -93,10 +93,12 @@ def _close_quietly(task: Task) -> None:
 
 
 def _device_error(output: str) -> str:
+    """The device's own error line ("% Invalid input ..."); never other output, which
+    could hold anything, since this line goes into the summary."""
     for line in output.splitlines():
         if line.strip().startswith("%"):
-            return line.strip()
-    return output.strip().splitlines()[-1][:200] if output.strip() else "no output"
+            return line.strip()[:200]
+    return "the command failed"
 
 
 def describe_failure(exc: BaseException, ctx: TaskContext) -> str:

@@ -62,7 +62,7 @@ def test_keywords_in_any_order_and_defaults(router: Router, ctx) -> None:  # typ
     ("frobnicate", "unknown command 'frobnicate'"),
     ("pign r1", "Did you mean ping"),
     ("ping", "missing <target>"),
-    ("ping r9", "'r9' is neither a device in the inventory nor an IP address or host name; did you mean r1"),
+    ("ping r9", "'r9' is neither a device in the inventory nor an IP address or host name; did you mean r3, r2, r1?"),
     ("ping 10.0.0.1 from r9", "unknown device 'r9'"),
     ("ping 10.0.0.1 count 0", "count must be between 1 and 100"),
     ("ping 10.0.0.1 count lots", "'lots' is not a whole number"),
