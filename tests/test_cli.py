@@ -1,0 +1,101 @@
+"""The `chatbot` command line: check, the standalone lab with a configured bot, errors."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from chatbot.cli import main
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def write_config(tmp_path: Path, body: str) -> Path:
+    path = tmp_path / "bot.toml"
+    path.write_text(body)
+    return path
+
+
+def test_check_accepts_a_valid_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("NB_DEVICE_PW", "device-pw")
+    monkeypatch.setenv("NB_APIC_PW", "apic-pw")
+    config = write_config(tmp_path, f"""
+[inventory]
+path = "{REPO / 'inventory'}"
+username = "ops"
+password_env = "NB_DEVICE_PW"
+
+[apic.fabric1]
+url = "https://127.0.0.1:1"
+password_env = "NB_APIC_PW"
+""")
+    assert main(["check", "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("config ok: 3 devices, 1 groups, 1 APIC, ")
+    assert "device-pw" not in out and "apic-pw" not in out
+
+
+@pytest.mark.parametrize("body,message", [
+    ('[inventory]\npath = "{inv}"\npassword_env = "NB_UNSET_VAR"\n', "environment variable NB_UNSET_VAR is not set"),
+    ('[inventory]\npath = "/nonexistent"\n', "/nonexistent/hosts.yaml not found"),
+    ('[inventory]\npath = "{inv}"\n[apic.a]\nurl = "https://x"\n', "[apic.a] has no password"),
+    ('[limits]\nworkers = 0\n', "limits.workers: Input should be greater than or equal to 1"),
+])
+def test_check_fails_with_one_clear_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                         monkeypatch: pytest.MonkeyPatch, body: str, message: str) -> None:
+    monkeypatch.delenv("NB_UNSET_VAR", raising=False)
+    config = write_config(tmp_path, body.format(inv=REPO / "inventory"))
+    assert main(["check", "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_run_without_chat_platform_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = write_config(tmp_path, "[bot]\nname = \"netbot\"\n")
+    assert main(["run", "--config", str(config)]) == 2
+    assert "no [matrix], [mattermost] or [slack] section" in capsys.readouterr().err
+
+
+def test_shell_needs_lab_or_config(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["shell"]) == 2
+    assert "give --lab" in capsys.readouterr().err
+
+
+def test_bad_fault_spec_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["shell", "--lab", "--fault", "r1=melt"]) == 2
+    assert "use DEVICE=KIND" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_standalone_lab_and_configured_bot(tmp_path: Path) -> None:
+    """`chatbot lab` in one process; `chatbot shell --config deploy/lab.toml` in another,
+    reading the credentials the lab wrote to files."""
+    shutil.copytree(REPO / "inventory", tmp_path / "inventory")
+    shutil.copy(REPO / "deploy" / "lab.toml", tmp_path / "lab.toml")
+    lab = subprocess.Popen([sys.executable, "-m", "chatbot", "lab"], cwd=tmp_path, text=True,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    try:
+        assert lab.stdout is not None
+        banner = [lab.stdout.readline() for _ in range(3)]
+        assert "r1 127.0.1.1:2222" in banner[0], banner
+        secret_dir = tmp_path / "var" / "lab-secrets"
+        assert (secret_dir / "password").stat().st_mode & 0o077 == 0
+        shell = subprocess.run([sys.executable, "-m", "chatbot", "shell", "--config", "lab.toml"],
+                               cwd=tmp_path, input="!show version all\n!apic health\n", text=True,
+                               capture_output=True, timeout=60, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+        assert shell.returncode == 0, shell.stderr
+        assert "show version on 3 devices: 3 ok" in shell.stdout
+        assert "APIC apic1: fabric health" in shell.stdout
+        for name in ("password", "enable_secret", "apic_password"):
+            assert (secret_dir / name).read_text().strip() not in shell.stdout + shell.stderr
+    finally:
+        lab.send_signal(signal.SIGINT)
+        lab.wait(20)
+    assert lab.returncode == 0
