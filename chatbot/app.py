@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from chatbot.bot import Bot
+from chatbot.access_config import build_policy
+from chatbot.audit import AuditLog, make_engine
+from chatbot.bot import BUILTINS, Bot
 from chatbot.config import ApicConfig, Config
 from chatbot.context import TaskContext
 from chatbot.errors import UserError
@@ -14,6 +17,8 @@ from chatbot.inventory import Credentials, DeviceInventory, build_nornir
 from chatbot.limits import DeviceGate
 from chatbot.plugins import load_registry
 from chatbot.secrets import resolve_secret
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -66,5 +71,20 @@ def build_context(config: Config, lab: LabAccess | None = None) -> TaskContext:
     return TaskContext(inventory=DeviceInventory(nr), config=config, lab_mode=lab is not None, gate=gate)
 
 
-def build_bot(config: Config, lab: LabAccess | None = None) -> Bot:
-    return Bot(load_registry(), build_context(config, lab))
+def build_bot(config: Config, lab: LabAccess | None = None, *, audit: AuditLog | None = None) -> Bot:
+    """The whole core. The audit log is the config's database unless one is given."""
+    registry = load_registry()
+    context = build_context(config, lab)
+    permissions = {c.permission for c in registry} | {c.permission for c in BUILTINS.values()}
+    policy = build_policy(config, permissions, context.inventory)
+    if audit is None:
+        audit = open_audit(config)
+    return Bot(registry, context, policy, audit)
+
+
+def open_audit(config: Config) -> AuditLog:
+    audit = AuditLog(make_engine(config.bot.database))
+    pruned = audit.prune(config.audit.retention_days)
+    if pruned:
+        log.info("audit: pruned %d rows older than %d days", pruned, config.audit.retention_days)
+    return audit

@@ -55,6 +55,17 @@ class Word(ArgType):
         return raw
 
 
+class Text(ArgType):
+    """Free words (already checked printable by the router), e.g. a help topic."""
+
+    def __init__(self, metavar: str = "text") -> None:
+        self.metavar = metavar
+
+    def parse(self, raw: str, ctx: ParseContext) -> str:
+        self.check_length(raw)
+        return raw
+
+
 class Integer(ArgType):
     def __init__(self, low: int, high: int, metavar: str = "N") -> None:
         self.low, self.high, self.metavar = low, high, metavar

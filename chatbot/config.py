@@ -87,6 +87,27 @@ class ShowConfig(Section):
     attachment_lines: int = Field(default=40, ge=1)
 
 
+class RoleConfig(Section):
+    commands: list[str] = Field(min_length=1)  # permissions, wildcards allowed: "show.*"
+    devices: list[str] | None = None  # targets: "group:core", "site:hq", "r1"; None = any
+
+
+class GrantConfig(Section):
+    who: list[str] = Field(min_length=1)
+    where: list[str] = Field(min_length=1)
+    roles: list[str] = Field(min_length=1)
+
+
+class AccessConfig(Section):
+    groups: dict[str, list[str]] = Field(default_factory=dict)
+    roles: dict[str, RoleConfig] = Field(default_factory=dict)
+    grants: list[GrantConfig] = Field(default_factory=list)
+
+
+class AuditConfig(Section):
+    retention_days: int = Field(default=365, ge=1)
+
+
 class Config(Section):
     bot: BotConfig = Field(default_factory=BotConfig)
     inventory: InventoryConfig = Field(default_factory=InventoryConfig)
@@ -97,9 +118,21 @@ class Config(Section):
     matrix: dict[str, Any] | None = None
     mattermost: dict[str, Any] | None = None
     slack: dict[str, Any] | None = None
-    access: dict[str, Any] | None = None
+    identities: dict[str, list[str]] = Field(default_factory=dict)  # person -> accounts
+    access: AccessConfig | None = None
+    audit: AuditConfig = Field(default_factory=AuditConfig)
     bridges: dict[str, Any] | None = None
     monitor: list[dict[str, Any]] = Field(default_factory=list)
+    # Where the config came from, for error messages that name a line.
+    source: str = Field(default="config", exclude=True)
+    source_text: str = Field(default="", exclude=True, repr=False)
+
+    def line_of(self, needle: str) -> str:
+        """'bot.toml line 12' for the first line holding `needle`, or just the file name."""
+        for number, line in enumerate(self.source_text.splitlines(), 1):
+            if needle in line:
+                return f"{self.source} line {number}"
+        return self.source
 
 
 class ConfigError(UserError):
@@ -108,17 +141,22 @@ class ConfigError(UserError):
 
 def load_config(path: Path) -> Config:
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        data = tomllib.loads(text)
     except OSError as err:
         raise ConfigError(f"{path}: cannot read: {err.strerror}") from None
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{path}: {err}") from None
-    return parse_config(data, source=str(path))
+    config = parse_config(data, source=str(path))
+    config.source, config.source_text = str(path), text
+    return config
 
 
 def parse_config(data: dict[str, Any], source: str = "config") -> Config:
     try:
-        return Config.model_validate(data)
+        config = Config.model_validate(data)
+        config.source = source
+        return config
     except ValidationError as err:
         first = err.errors()[0]
         where = ".".join(str(p) for p in first["loc"])

@@ -50,6 +50,8 @@ class Result:
     status: Status
     summary: str
     parts: list[Part] = field(default_factory=list)
+    # Per device touched: "ok" or the one-line failure; the audit log keeps each.
+    devices: dict[str, str] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:

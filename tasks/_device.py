@@ -107,7 +107,8 @@ def describe_failure(exc: BaseException, ctx: TaskContext) -> str:
     text = " ".join(str(e).lower() for e in chain)
     # A timeout anywhere in the chain wins: scrapli reports a slow enable prompt as an
     # authentication failure, but the device was slow, not the password wrong.
-    if any(isinstance(e, (ScrapliTimeout, socket.timeout, TimeoutError)) for e in chain) or "timed out" in text:
+    if any(isinstance(e, (ScrapliTimeout, socket.timeout, TimeoutError)) or type(e).__name__ == "Timeout"
+           for e in chain) or "timed out" in text:
         return f"no answer in time (device timeout {ctx.config.limits.device_timeout:g} s)"
     if "escalating privilege" in text:
         return "enable failed (check the enable secret)"
@@ -146,3 +147,8 @@ def outcome_summary(what: str, outputs: list[DeviceOutput]) -> tuple[Status, str
         more = f"; and {len(bad) - 5} more" if len(bad) > 5 else ""
         text += f", {len(bad)} failed ({shown}{more})"
     return status, text
+
+
+def device_outcomes(outputs: list[DeviceOutput]) -> dict[str, str]:
+    """Per device, "ok" or the failure line: what the audit log records."""
+    return {o.device: "ok" if o.ok else o.error for o in outputs}

@@ -11,7 +11,7 @@ from chatbot.context import TaskContext
 from chatbot.errors import TaskFailure, UserError
 from chatbot.inventory import DeviceInfo
 from chatbot.results import Result, Status, Table, TextBlock
-from tasks._device import run_on_devices
+from tasks._device import device_outcomes, run_on_devices
 from tasks._ios_parsers import parse_ios_ping
 from tasks._probe import (
     DEVICE_PING,
@@ -72,7 +72,7 @@ def _ping_from_device(ctx: TaskContext, target: NetTarget, source: DeviceInfo, c
     cmd = device_command(DEVICE_PING, source.platform, target=address, count=count)
     [out] = run_on_devices(ctx, [source.name], cmd, timeout=ctx.config.limits.device_timeout + count * SECONDS_PER_PROBE)
     if not out.ok:
-        raise TaskFailure(f"ping from {source.name} failed: {out.error}")
+        return Result(Status.FAILED, f"ping from {source.name} failed: {out.error}", devices=device_outcomes([out]))
     if source.platform not in IOS_PLATFORMS:
         return Result(Status.OK, f"ping {target.label} from {source.name}", [TextBlock(out.output)])
     try:

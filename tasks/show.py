@@ -12,7 +12,7 @@ from chatbot.errors import ArgumentError
 from chatbot.inventory import DeviceInfo
 from chatbot.redact import redact
 from chatbot.results import Note, Part, Result, Table, TextBlock
-from tasks._device import DeviceOutput, outcome_summary, run_on_devices
+from tasks._device import DeviceOutput, device_outcomes, outcome_summary, run_on_devices
 
 _COMMAND_WORD = re.compile(r"^[A-Za-z0-9._:/-]{1,64}$")
 _PIPE_PATTERN = re.compile(r"^[\x20-\x7e]{1,80}$")
@@ -103,12 +103,12 @@ def show_run(ctx: TaskContext, device: DeviceInfo) -> Result:
     [out] = run_on_devices(ctx, [device.name], "show running-config")
     status, summary = outcome_summary("show running-config", [out])
     if not out.ok:
-        return Result(status, summary)
+        return Result(status, summary, devices=device_outcomes([out]))
     text = _redacted(ctx, out)
     lines = text.count("\n") + 1
     return Result(status, f"{summary} ({lines} lines, secrets redacted)", [
         TextBlock(text, title=f"{device.name} running-config", filename=f"{device.name}-running-config.txt"),
-    ])
+    ], devices=device_outcomes([out]))
 
 
 @command(
@@ -122,7 +122,8 @@ def show_version(ctx: TaskContext, targets: list[str]) -> Result:
     outputs = run_on_devices(ctx, targets, "show version", textfsm=True)
     status, summary = outcome_summary("show version", outputs)
     rows = [_version_row(o) for o in outputs]
-    return Result(status, summary, [Table(["device", "status", "version", "model", "serial", "uptime"], rows)])
+    return Result(status, summary, [Table(["device", "status", "version", "model", "serial", "uptime"], rows)],
+                  devices=device_outcomes(outputs))
 
 
 def _version_row(out: DeviceOutput) -> list[str]:
@@ -162,4 +163,4 @@ def show_command(ctx: TaskContext, request: ShowRequest, targets: list[str]) -> 
                                    filename=f"{out.device}-{name}.txt"))
         else:
             parts.append(Note(f"{out.device}: {out.error}"))
-    return Result(status, summary, parts)
+    return Result(status, summary, parts, devices=device_outcomes(outputs))

@@ -11,7 +11,7 @@ from chatbot.context import TaskContext
 from chatbot.errors import TaskFailure
 from chatbot.inventory import DeviceInfo
 from chatbot.results import Result, Status, Table, TextBlock
-from tasks._device import run_on_devices
+from tasks._device import device_outcomes, run_on_devices
 from tasks._ios_parsers import parse_ios_traceroute
 from tasks._probe import DEVICE_TRACEROUTE, RAW_SOCKET_HINT, check_host_probe_allowed, device_command, resolve
 
@@ -56,7 +56,8 @@ def _trace_from_device(ctx: TaskContext, target: NetTarget, source: DeviceInfo) 
     cmd = device_command(DEVICE_TRACEROUTE, source.platform, target=address)
     [out] = run_on_devices(ctx, [source.name], cmd, timeout=DEVICE_TRACE_SECONDS)
     if not out.ok:
-        raise TaskFailure(f"traceroute from {source.name} failed: {out.error}")
+        return Result(Status.FAILED, f"traceroute from {source.name} failed: {out.error}",
+                      devices=device_outcomes([out]))
     if source.platform not in ("cisco_iosxe", "cisco_ios"):
         return Result(Status.OK, f"traceroute {target.label} from {source.name}", [TextBlock(out.output)])
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from chatbot.audit import AuditLog
 from chatbot.bot import Bot
 from chatbot.config import Config
 from chatbot.context import TaskContext
@@ -30,8 +31,15 @@ def sample_context(config: Config | None = None) -> TaskContext:
     return TaskContext(inventory=DeviceInventory(nr), config=config or Config())
 
 
-def sample_bot(config: Config | None = None) -> Bot:
-    return Bot(load_registry(), sample_context(config))
+def sample_bot(config: Config | None = None, audit: AuditLog | None = None) -> Bot:
+    """A bot on the sample inventory; without [access], the console may run everything."""
+    from chatbot.access_config import build_policy
+    from chatbot.bot import BUILTINS
+
+    registry = load_registry()
+    ctx = sample_context(config)
+    permissions = {c.permission for c in registry} | set(BUILTINS)
+    return Bot(registry, ctx, build_policy(ctx.config, permissions, ctx.inventory), audit)
 
 
 def console_message(text: str, direct: bool = False) -> Message:

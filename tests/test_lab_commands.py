@@ -151,7 +151,7 @@ def test_shell_reads_commands_from_stdin() -> None:
                           capture_output=True, text=True, timeout=120, cwd=REPO)
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
-    assert "> !help" in out and "Commands you can run:" in out
+    assert "> !help" in out and "Commands you can run here:" in out
     assert "10.0.0.1 is reachable (2/2) from r1" in out
     assert "show running-config on r1" in out and "<redacted>" in out
     assert "[error] unknown command 'frobnicate'" in out
