@@ -40,8 +40,8 @@ def scrapli_defaults(config: Config) -> dict[str, Any]:
         "transport": config.inventory.transport,
         "auth_strict_key": config.inventory.strict_host_keys,
         "timeout_socket": limits.connect_timeout,
-        "timeout_transport": limits.connect_timeout + limits.device_timeout,
-        "timeout_ops": limits.device_timeout,
+        "timeout_transport": limits.device_timeout,  # longest silence a device may keep
+        "timeout_ops": limits.operation_timeout,
     }
 
 

@@ -9,6 +9,8 @@ import os
 import sys
 from pathlib import Path
 
+from datetime import datetime
+
 from chatbot.config import Config, load_config
 from chatbot.errors import UserError
 
@@ -57,6 +59,14 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="validate config, inventory and credentials, then exit")
     check.add_argument("--config", type=Path, required=True)
     check.set_defaults(func=cmd_check)
+
+    audit = sub.add_parser("audit", help="read the audit log")
+    audit.add_argument("--config", type=Path, required=True)
+    audit.add_argument("--since", help="a duration back from now (30m, 24h, 7d) or a date (2026-11-01)")
+    audit.add_argument("--user", help="a person, or an account such as matrix:@alice:corp")
+    audit.add_argument("--limit", type=int, default=100)
+    audit.add_argument("--json", action="store_true", help="one JSON object per line")
+    audit.set_defaults(func=cmd_audit)
     return p
 
 
@@ -172,16 +182,52 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from chatbot.app import build_context
-    from chatbot.plugins import load_registry
+    from chatbot.app import build_bot
 
     config = load_config(args.config)
     if config.inventory.lab:
         raise UserError("[inventory] lab = true: nothing to check; use chatbot shell --lab")
-    ctx = build_context(config)
-    registry = load_registry()
+    bot = build_bot(config)  # inventory, secrets, access policy and database, as `run` would
+    ctx = bot.context
     for name in ctx.apic_names():
         ctx.apic(name)  # resolves the password reference: a missing secret is an error here
+    grants = "no [access] section: only the local terminal may run commands" if config.access is None \
+        else f"{len(bot.policy.grants)} grants"
     print(f"config ok: {len(ctx.inventory.devices)} devices, {len(ctx.inventory.groups())} groups, "
-          f"{len(ctx.apic_names())} APIC, {len(list(registry))} commands")
+          f"{len(ctx.apic_names())} APIC, {len(list(bot.registry))} commands, {grants}")
     return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    import json
+
+    from chatbot.audit import AuditLog, make_engine
+
+    config = load_config(args.config)
+    audit = AuditLog(make_engine(config.bot.database))
+    rows = audit.recent(args.limit, since=_since(args.since) if args.since else None, user=args.user)
+    for row in rows:
+        if args.json:
+            print(json.dumps({k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in row.items()}))
+        else:
+            at = row["at"].strftime("%Y-%m-%d %H:%M:%S")
+            fields = [at, row["request_id"], row["kind"], row["user"], f"{row['platform']}:{row['room']}",
+                      row["command"] or row["arguments"] or "", row["decision"] or "", row["device"] or "",
+                      row["outcome"] or ""]
+            print("  ".join(f for f in fields if f))
+    return 0
+
+
+def _since(text: str) -> datetime:
+    import re
+    from datetime import timedelta, timezone
+
+    m = re.fullmatch(r"(\d+)([mhd])", text)
+    if m:
+        unit = {"m": "minutes", "h": "hours", "d": "days"}[m.group(2)]
+        return datetime.now(timezone.utc) - timedelta(**{unit: int(m.group(1))})
+    try:
+        day = datetime.fromisoformat(text)
+    except ValueError:
+        raise UserError(f"--since {text}: use 30m, 24h, 7d or a date such as 2026-11-01") from None
+    return day if day.tzinfo else day.replace(tzinfo=timezone.utc)

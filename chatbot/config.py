@@ -79,6 +79,14 @@ class LimitsConfig(Section):
     # Addresses the bot host itself may ping or trace; empty = any.
     host_probe_networks: list[str] = Field(default_factory=list)
 
+    @property
+    def operation_timeout(self) -> float:
+        """scrapli's whole-operation limit. It must exceed the transport's read timeout
+        (device_timeout): a silent device then fails inside the reading thread. When the
+        operation limit fires first, scrapli closes the libssh2 session from a second
+        thread while the first still reads from it, which can hang both (seen here)."""
+        return self.device_timeout + 5
+
 
 class ShowConfig(Section):
     # Allowed `show` commands per platform; "default" applies to platforms not listed.

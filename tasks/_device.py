@@ -46,7 +46,7 @@ def run_on_devices(ctx: TaskContext, devices: list[str], command: str, *,
     nr = ctx.inventory.nornir.filter(filter_func=lambda host: host.name in wanted)
     # on_failed: Nornir otherwise skips, for good, every host that failed once.
     results = nr.run(task=_send_command, command=command, ctx=ctx, textfsm=textfsm,
-                     timeout=timeout or ctx.config.limits.device_timeout,
+                     timeout=timeout or ctx.config.limits.operation_timeout,
                      name=command, raise_on_error=False, on_failed=True)
     outputs = []
     for name in devices:

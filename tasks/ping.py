@@ -70,7 +70,7 @@ def _ping_from_host(ctx: TaskContext, target: NetTarget, count: int) -> Result:
 def _ping_from_device(ctx: TaskContext, target: NetTarget, source: DeviceInfo, count: int) -> Result:
     address = target.address or target.text  # a host name is resolved by the device itself
     cmd = device_command(DEVICE_PING, source.platform, target=address, count=count)
-    [out] = run_on_devices(ctx, [source.name], cmd, timeout=ctx.config.limits.device_timeout + count * SECONDS_PER_PROBE)
+    [out] = run_on_devices(ctx, [source.name], cmd, timeout=ctx.config.limits.operation_timeout + count * SECONDS_PER_PROBE)
     if not out.ok:
         return Result(Status.FAILED, f"ping from {source.name} failed: {out.error}", devices=device_outcomes([out]))
     if source.platform not in IOS_PLATFORMS:

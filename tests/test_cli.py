@@ -99,3 +99,31 @@ def test_standalone_lab_and_configured_bot(tmp_path: Path) -> None:
         lab.send_signal(signal.SIGINT)
         lab.wait(20)
     assert lab.returncode == 0
+
+
+def test_audit_cli_reads_rows(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import asyncio
+    import json
+
+    from chatbot.app import build_bot
+    from chatbot.config import load_config
+    from helpers import console_message
+
+    config_path = write_config(tmp_path, f"""
+[bot]
+database = "sqlite:///{tmp_path}/audit.sqlite"
+[inventory]
+path = "{REPO / 'inventory'}"
+""")
+    bot = build_bot(load_config(config_path))
+    asyncio.run(bot.handle(console_message("!devices group:core", direct=True)))
+    asyncio.run(bot.handle(console_message("!frobnicate", direct=True)))
+    assert main(["audit", "--config", str(config_path), "--json", "--since", "1h"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["kind"] for r in rows] == ["request", "decision", "job", "result", "request", "decision", "result"]
+    assert rows[1]["decision"] == "allow" and rows[5]["decision"] == "invalid"
+    assert rows[0]["user"] == "console:tester"
+    assert main(["audit", "--config", str(config_path), "--user", "console:nobody"]) == 0
+    assert capsys.readouterr().out == ""
+    assert main(["audit", "--config", str(config_path), "--since", "yesterday"]) == 2
+    assert "--since yesterday: use 30m" in capsys.readouterr().err
