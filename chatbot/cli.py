@@ -188,6 +188,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     if config.inventory.lab:
         raise UserError("[inventory] lab = true: nothing to check; use chatbot shell --lab")
     bot = build_bot(config)  # inventory, secrets, access policy and database, as `run` would
+    from adapters.bridges import BridgeResolver
+
+    BridgeResolver(config.bridges)  # bridge patterns and relay formats
     ctx = bot.context
     for name in ctx.apic_names():
         ctx.apic(name)  # resolves the password reference: a missing secret is an error here
