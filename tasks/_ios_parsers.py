@@ -8,9 +8,10 @@ protocol not running."), so the user sees why there is no result.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from dataclasses import dataclass, field
+
+from chatbot.inventory import is_ip_address
 
 __all__ = ["Hop", "PingStats", "parse_ios_ping", "parse_ios_traceroute"]
 
@@ -78,19 +79,11 @@ _NAME_ADDRESS = re.compile(r"\((?P<address>[^()\s]+)\)")
 _PROBE_CODES = re.compile(r"!\w*|\?|[QU]")
 
 
-def _is_address(token: str) -> bool:
-    try:
-        ipaddress.ip_address(token)
-    except ValueError:
-        return False
-    return True
-
-
 def _starts_with_address(tokens: list[str]) -> bool:
-    if _is_address(tokens[0]):
+    if is_ip_address(tokens[0]):
         return True
     named = _NAME_ADDRESS.fullmatch(tokens[1]) if len(tokens) > 1 else None
-    return named is not None and _is_address(named["address"])
+    return named is not None and is_ip_address(named["address"])
 
 
 @dataclass
@@ -122,10 +115,10 @@ class _HopBuilder:
                 if not previous_was_time:
                     rtts.append(None)
                 previous_was_time = False
-            elif _is_address(token):
+            elif is_ip_address(token):
                 self._answered_from(token, None)
                 previous_was_time = False
-            elif (named := _NAME_ADDRESS.fullmatch(following)) and _is_address(
+            elif (named := _NAME_ADDRESS.fullmatch(following)) and is_ip_address(
                 named["address"]
             ):
                 self._answered_from(named["address"], token)
