@@ -177,8 +177,44 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not platforms:
         raise UserError(f"{args.config}: no [matrix], [mattermost] or [slack] section; "
                         "to chat in this terminal use: chatbot shell --config FILE")
-    raise UserError(f"the {', '.join(platforms)} adapter is not part of this version yet; "
-                    "use: chatbot shell --config FILE")
+    missing = [p for p in platforms if p != "matrix"]
+    if missing:
+        raise UserError(f"the {', '.join(missing)} adapter is not part of this version yet")
+    return asyncio.run(serve(config))
+
+
+async def serve(config: Config) -> int:
+    """Every configured chat adapter on one core, until SIGINT or SIGTERM."""
+    import signal
+
+    from adapters.bridges import BridgeResolver
+    from adapters.matrix import MatrixAdapter, load_matrix_config
+    from chatbot.app import build_bot
+    from chatbot.audit import AuditLog, make_engine
+    from chatbot.state import ChatState
+
+    engine = make_engine(config.bot.database)
+    bot = build_bot(config, audit=AuditLog(engine))
+    bridges = BridgeResolver(config.bridges)
+    adapters = []
+    if config.matrix is not None:
+        adapters.append(MatrixAdapter(bot, load_matrix_config(config.matrix), ChatState(engine), bridges))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    runs = [asyncio.create_task(a.run()) for a in adapters]
+    stopper = asyncio.create_task(stop.wait())
+    done, _ = await asyncio.wait([*runs, stopper], return_when=asyncio.FIRST_COMPLETED)
+    for adapter in adapters:
+        await adapter.stop()
+    for task in runs:
+        task.cancel()
+    await asyncio.gather(*runs, return_exceptions=True)
+    for task in done:
+        if task is not stopper and task.exception() is not None:
+            raise task.exception()  # type: ignore[misc]
+    return 0
 
 
 def cmd_check(args: argparse.Namespace) -> int:
