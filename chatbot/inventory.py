@@ -229,6 +229,10 @@ def suggest(word: str, choices: Any) -> str:
 
 
 def is_ip_address(text: str) -> bool:
+    """A plain IPv4 or IPv6 address. IPv6 scope ids ("fe80::1%eth0") are refused:
+    ipaddress accepts any text after the '%', which would then reach a device verbatim."""
+    if "%" in text:
+        return False
     try:
         ipaddress.ip_address(text)
     except ValueError:

@@ -1,0 +1,444 @@
+"""The Matrix adapter against a real Synapse on loopback, driven by a human nio client.
+
+One homeserver and one lab for the module; the bot runs in its own thread and event
+loop, as `chatbot run` would, and each test talks to it as alice, bob, a Slack puppet
+of the bridge's application service, or the matterbridge relay account.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+import requests
+from nio import AsyncClient, AsyncClientConfig, RoomCreateResponse, RoomSendResponse
+
+from chatbot.lab import planted_secrets
+from synapse_server import SynapseServer
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+
+BRIDGE = {
+    "id": "slack",
+    "sender_localpart": "slackbot",
+    "namespaces": {"users": [{"exclusive": True, "regex": "@slack_.*:localhost"}]},
+}
+PASSWORD = "pw-for-tests-only"
+WAIT = 40.0
+
+
+@pytest.fixture(scope="module")
+def synapse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SynapseServer]:
+    server = SynapseServer(tmp_path_factory.mktemp("synapse"), appservices=[BRIDGE])
+    with server:
+        for name in ("netbot", "netbot2", "alice", "bob", "relaybot"):
+            server.register(name, PASSWORD)
+        yield server
+
+
+def bot_config(synapse: SynapseServer, workdir: Path, user: str = "@netbot:localhost") -> dict[str, Any]:
+    return {
+        "bot": {"database": f"sqlite:///{workdir}/bot.sqlite"},
+        "limits": {"device_timeout": 5, "connect_timeout": 3},
+        "matrix": {
+            "homeserver": synapse.base_url, "user_id": user, "password": PASSWORD,
+            "store_dir": str(workdir / "store"), "allowed_inviters": ["@alice:localhost", "@bob:localhost"],
+            "progress_after": 1.0, "attachment_lines": 40, "sync_timeout": 5,
+        },
+        "identities": {"alice": ["matrix:@alice:localhost", "slack:U0456EFGH"]},
+        "bridges": {
+            "slack": {"type": "mautrix-slack", "homeserver": "localhost"},
+            "relay": {"type": "matterbridge", "platform": "matrix", "accounts": ["@relaybot:localhost"]},
+        },
+        "access": {
+            "groups": {"admins": ["alice"]},
+            "roles": {
+                "viewer": {"commands": ["help", "whoami", "ping", "show.version"]},
+                "admin": {"commands": ["*"]},
+                "relayed": {"commands": ["ping"]},
+            },
+            "grants": [
+                {"who": ["*"], "where": ["*"], "roles": ["viewer"]},
+                {"who": ["group:admins"], "where": ["*"], "roles": ["admin"]},
+                {"who": ["relayed:slack:*"], "where": ["*"], "roles": ["relayed"]},
+            ],
+        },
+    }
+
+
+class BotThread:
+    """`chatbot run` in a thread: the adapter on its own event loop."""
+
+    def __init__(self, config: dict[str, Any], lab: Any) -> None:
+        self.config = config
+        self.lab = lab
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.adapter: Any = None
+        self.ready = threading.Event()
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._main())
+        except BaseException as err:  # surfaced by the test through .error
+            self.error = err
+            self.ready.set()
+
+    async def _main(self) -> None:
+        from adapters.bridges import BridgeResolver
+        from adapters.matrix import MatrixAdapter, load_matrix_config
+        from chatbot.app import build_bot
+        from chatbot.audit import AuditLog, make_engine
+        from chatbot.cli import lab_access
+        from chatbot.config import parse_config
+        from chatbot.state import ChatState
+
+        self.loop = asyncio.get_running_loop()
+        config = parse_config(self.config)
+        engine = make_engine(config.bot.database)
+        bot = build_bot(config, lab_access(self.lab), audit=AuditLog(engine))
+        self.adapter = MatrixAdapter(bot, load_matrix_config(config.matrix), ChatState(engine),
+                                     BridgeResolver(config.bridges))
+        run = asyncio.create_task(self.adapter.run())
+        waiter = asyncio.create_task(self.adapter.synced.wait())
+        await asyncio.wait([run, waiter], return_when=asyncio.FIRST_COMPLETED)
+        self.ready.set()
+        await run
+
+    def start(self) -> BotThread:
+        self.thread.start()
+        assert self.ready.wait(60), "the bot did not sync in time"
+        if self.error:
+            raise self.error
+        return self
+
+    def stop(self) -> None:
+        if self.loop is not None and self.adapter is not None:
+            asyncio.run_coroutine_threadsafe(self.adapter.stop(), self.loop).result(30)
+        self.thread.join(30)
+        assert not self.thread.is_alive()
+
+
+@pytest.fixture(scope="module")
+def bot_workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("bot")
+
+
+@pytest.fixture(scope="module")
+def running_bot(synapse: SynapseServer, lab: Any, bot_workdir: Path) -> Iterator[BotThread]:
+    bot = BotThread(bot_config(synapse, bot_workdir), lab).start()
+    yield bot
+    bot.stop()
+
+
+class Human:
+    """A person's Matrix client (nio, with end-to-end encryption)."""
+
+    def __init__(self, synapse: SynapseServer, user: str, store: Path, bot: str = "@netbot:localhost") -> None:
+        store.mkdir(parents=True, exist_ok=True)
+        self.synapse = synapse
+        self.bot = bot
+        # No encryption here: nio's key store binds its models process-wide, and the bot's
+        # encrypted client runs in this process (see matrix_e2e_human.py for that case).
+        self.client = AsyncClient(synapse.base_url, f"@{user}:localhost",
+                                  config=AsyncClientConfig(store_sync_tokens=False, encryption_enabled=False))
+        self.events: list[Any] = []
+
+    async def __aenter__(self) -> Human:
+        await self.client.login(PASSWORD, device_name="test")
+        await self.sync(0)
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.client.close()
+
+    async def sync(self, timeout_ms: int = 500) -> None:
+        resp = await self.client.sync(timeout=timeout_ms, since=self.client.next_batch)
+        for info in getattr(resp, "rooms").join.values():
+            self.events.extend(info.timeline.events)
+
+    async def wait_for(self, found: Callable[[], Any], what: str, timeout: float = WAIT) -> Any:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = found()
+            if value:
+                return value
+            await self.sync()
+        raise AssertionError(f"timed out waiting for {what}")
+
+    async def room_with_bot(self, encrypted: bool = False, public: bool = False) -> str:
+        initial = [{"type": "m.room.encryption", "state_key": "", "content": {"algorithm": "m.megolm.v1.aes-sha2"}}] \
+            if encrypted else []
+        resp = await self.client.room_create(invite=[self.bot], initial_state=initial)
+        assert isinstance(resp, RoomCreateResponse), resp
+        room = resp.room_id
+        if public:
+            await self.client.room_put_state(room, "m.room.join_rules", {"join_rule": "public"})
+        await self.wait_for(lambda: self._joined(room, self.bot), "the bot to join")
+        return room
+
+    def _joined(self, room: str, user: str) -> bool:
+        r = self.client.rooms.get(room)
+        return bool(r and user in r.users)
+
+    async def say(self, room: str, text: str, thread: str | None = None) -> str:
+        content: dict[str, Any] = {"msgtype": "m.text", "body": text}
+        if thread:
+            content["m.relates_to"] = {"rel_type": "m.thread", "event_id": thread}
+        resp = await self.client.room_send(room, "m.room.message", content, ignore_unverified_devices=True)
+        assert isinstance(resp, RoomSendResponse), resp
+        return resp.event_id
+
+    def replies_to(self, event_id: str) -> list[Any]:
+        """Bot events replying to `event_id`: notices, files, and edits of those."""
+        direct = [e for e in self.events if e.sender == self.bot
+                  and _rel(e).get("m.in_reply_to", {}).get("event_id") == event_id]
+        ids = {e.event_id for e in direct}
+        edits = [e for e in self.events if e.sender == self.bot
+                 and _rel(e).get("rel_type") == "m.replace" and _rel(e).get("event_id") in ids]
+        return direct + edits
+
+    async def ask(self, room: str, text: str, thread: str | None = None, *, parts: int = 1) -> list[Any]:
+        event_id = await self.say(room, text, thread)
+        return await self.wait_for(lambda: (r := self.replies_to(event_id)) and len(_final(r)) >= parts and r,
+                                   f"the answer to {text!r}")
+
+
+def _rel(event: Any) -> dict[str, Any]:
+    return (event.source.get("content") or {}).get("m.relates_to") or {}
+
+
+def _final(replies: list[Any]) -> list[Any]:
+    """The answer as the user sees it: edits replace the acknowledgement they edit."""
+    edited = {_rel(e)["event_id"]: e for e in replies if _rel(e).get("rel_type") == "m.replace"}
+    out = []
+    for e in replies:
+        if _rel(e).get("rel_type") == "m.replace":
+            continue
+        if e.event_id in edited:
+            out.append(edited[e.event_id])
+        elif getattr(e, "body", "") != "working on it…":
+            out.append(e)
+    return out
+
+
+def body(event: Any) -> str:
+    content = event.source.get("content") or {}
+    return (content.get("m.new_content") or content).get("body", "")
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+def test_help_ping_and_reply_shape(running_bot: BotThread, synapse: SynapseServer, tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with Human(synapse, "alice", tmp_path / "alice") as alice:
+            room = await alice.room_with_bot()
+            [help_reply] = _final(await alice.ask(room, "!help"))
+            content = help_reply.source["content"]
+            assert content["msgtype"] == "m.notice"
+            assert "Commands you can run here" in content["body"]
+            assert content["format"] == "org.matrix.custom.html" and "<pre><code>" in content["formatted_body"]
+            [ping] = _final(await alice.ask(room, "!ping 10.0.0.1 from r1"))
+            assert "10.0.0.1 is reachable (5/5) from r1" in body(ping)
+    run(scenario())
+
+
+def test_show_run_long_output_is_a_file(running_bot: BotThread, synapse: SynapseServer, tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with Human(synapse, "alice", tmp_path / "alice") as alice:
+            room = await alice.room_with_bot()
+            replies = _final(await alice.ask(room, "!show run r1", parts=2))
+            notice = next(e for e in replies if e.source["content"].get("msgtype") == "m.notice")
+            file_event = next(e for e in replies if e.source["content"].get("msgtype") == "m.file")
+            assert "attached as r1-running-config.txt" in body(notice)
+            assert "hostname r1" not in body(notice)  # the config itself went into the file
+            url = file_event.source["content"]["url"]
+            server, media_id = url.removeprefix("mxc://").split("/")
+            # Synapse 1.163 serves media only to authenticated clients
+            got = requests.get(f"{synapse.base_url}/_matrix/client/v1/media/download/{server}/{media_id}",
+                               headers={"Authorization": f"Bearer {alice.client.access_token}"}, timeout=10)
+            assert got.status_code == 200
+            text = got.text
+            assert "hostname r1" in text and "<redacted>" in text
+            assert [s for s in planted_secrets("r1") if s in text] == []
+    run(scenario())
+
+
+def test_threaded_command_answered_in_thread(running_bot: BotThread, synapse: SynapseServer, tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with Human(synapse, "alice", tmp_path / "alice") as alice:
+            room = await alice.room_with_bot()
+            root = await alice.say(room, "thread about r1")
+            [reply] = _final(await alice.ask(room, "!show version r1", thread=root))
+            rel = reply.source["content"]["m.relates_to"]
+            assert rel["rel_type"] == "m.thread" and rel["event_id"] == root
+            assert "show version on r1" in body(reply)
+    run(scenario())
+
+
+def test_slow_command_gets_working_on_it_then_edit(running_bot: BotThread, synapse: SynapseServer,
+                                                     lab: Any, tmp_path: Path) -> None:
+    lab.set_delay("r3", 2.0)
+    try:
+        async def scenario() -> None:
+            async with Human(synapse, "alice", tmp_path / "alice") as alice:
+                room = await alice.room_with_bot()
+                replies = await alice.ask(room, "!show version r3")
+                replies = await alice.wait_for(
+                    lambda: any(_rel(e).get("rel_type") == "m.replace" for e in alice.replies_to(_cmd(replies)))
+                    and alice.replies_to(_cmd(replies)), "the edit")
+                ack = next(e for e in replies if body(e) == "working on it…")
+                edit = next(e for e in replies if _rel(e).get("rel_type") == "m.replace")
+                assert _rel(edit)["event_id"] == ack.event_id
+                assert "show version on r3" in body(edit)
+        run(scenario())
+    finally:
+        lab.set_delay("r3", 0.01)
+
+
+def _cmd(replies: list[Any]) -> str:
+    return next(_rel(e)["m.in_reply_to"]["event_id"] for e in replies if "m.in_reply_to" in _rel(e))
+
+
+def test_encrypted_room(running_bot: BotThread, synapse: SynapseServer, tmp_path: Path) -> None:
+    script = Path(__file__).parent / "matrix_e2e_human.py"
+    proc = subprocess.run([sys.executable, str(script), synapse.base_url, "@alice:localhost", PASSWORD,
+                           str(tmp_path), "@netbot:localhost", "!ping 10.0.0.1 from r2 count 2"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    answer = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert answer["room_encrypted"] is True
+    assert answer["decrypted"] is True  # it arrived encrypted (nio decrypted it)...
+    assert "10.0.0.1 is reachable (2/2) from r2" in answer["body"]  # ...and alice could decrypt it
+
+
+def test_bridge_puppet_and_relay_identities(running_bot: BotThread, synapse: SynapseServer, tmp_path: Path) -> None:
+    as_token = synapse.appservices[0]["as_token"]
+
+    def as_call(method: str, path: str, user: str, **kw: Any) -> requests.Response:
+        return requests.request(method, f"{synapse.base_url}/_matrix/client/v3{path}", params={"user_id": user},
+                                headers={"Authorization": f"Bearer {as_token}"}, timeout=10, **kw)
+
+    async def scenario() -> None:
+        async with Human(synapse, "alice", tmp_path / "alice") as alice, \
+                Human(synapse, "relaybot", tmp_path / "relay") as relay, Human(synapse, "bob", tmp_path / "bob") as bob:
+            room = await alice.room_with_bot(public=True)
+            puppets = {"@slack_t0001-u0456efgh:localhost": "slack_t0001-u0456efgh",  # alice on Slack
+                       "@slack_t0001-u0999sam:localhost": "slack_t0001-u0999sam"}
+            for user, local in puppets.items():
+                requests.post(f"{synapse.base_url}/_matrix/client/v3/register",
+                              json={"type": "m.login.application_service", "username": local},
+                              headers={"Authorization": f"Bearer {as_token}"}, timeout=10)
+                assert as_call("POST", f"/join/{room}", user, json={}).status_code == 200
+            for human in (relay, bob):
+                await human.client.join(room)
+                await human.wait_for(lambda h=human: room in h.client.rooms, "the join")
+
+            def puppet_says(user: str, text: str) -> str:
+                resp = as_call("PUT", f"/rooms/{room}/send/m.room.message/{time.time_ns()}", user,
+                               json={"msgtype": "m.text", "body": text})
+                assert resp.status_code == 200, resp.text
+                return resp.json()["event_id"]
+
+            alice_slack = puppet_says("@slack_t0001-u0456efgh:localhost", "!whoami")
+            [who] = _final(await alice.wait_for(lambda: alice.replies_to(alice_slack), "whoami"))
+            assert body(who).startswith("You are alice via slack")
+            sam = puppet_says("@slack_t0001-u0999sam:localhost", "!show run r1")
+            [denied] = _final(await alice.wait_for(lambda: alice.replies_to(sam), "the denial"))
+            assert "[denied] show run: you may not run this command here" in body(denied)
+            alice_run = puppet_says("@slack_t0001-u0456efgh:localhost", "!show version r1")
+            [ok] = _final(await alice.wait_for(lambda: alice.replies_to(alice_run), "the puppet's answer"))
+            assert "show version on r1" in body(ok)
+
+            relayed = await relay.say(room, "[slack] <carol> !show version r1")
+            [relay_reply] = _final(await alice.wait_for(lambda: alice.replies_to(relayed), "the relay answer"))
+            assert body(relay_reply).startswith("carol: [denied] show version")  # weak identity: ping only
+            relayed_ping = await relay.say(room, "[slack] <carol> !ping 10.0.0.1 from r1 count 1")
+            [pong] = _final(await alice.wait_for(lambda: alice.replies_to(relayed_ping), "the relayed ping"))
+            assert body(pong).startswith("carol: 10.0.0.1 is reachable")
+
+            spoof = await bob.say(room, "[slack] <carol> !show version r1")  # plain text from bob
+            marker = await bob.say(room, "!whoami")
+            await alice.wait_for(lambda: alice.replies_to(marker), "bob's whoami")
+            assert alice.replies_to(spoof) == []
+    run(scenario())
+
+
+def test_ignores_notices_edits_and_own_messages(running_bot: BotThread, synapse: SynapseServer,
+                                                tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with Human(synapse, "alice", tmp_path / "alice") as alice:
+            room = await alice.room_with_bot()
+            notice = (await alice.client.room_send(room, "m.room.message", {"msgtype": "m.notice",
+                                                                            "body": "!help"})).event_id
+            original = await alice.say(room, "hello")
+            edit = (await alice.client.room_send(room, "m.room.message", {
+                "msgtype": "m.text", "body": "* !help", "m.new_content": {"msgtype": "m.text", "body": "!help"},
+                "m.relates_to": {"rel_type": "m.replace", "event_id": original}})).event_id
+            marker = await alice.say(room, "!whoami")
+            await alice.wait_for(lambda: alice.replies_to(marker), "the marker's answer")
+            assert alice.replies_to(notice) == [] and alice.replies_to(edit) == []
+            bot_msgs = [e for e in alice.events if e.sender == "@netbot:localhost"
+                        and e.source.get("type") == "m.room.message"]
+            assert all(getattr(e, "source", {}).get("content", {}).get("msgtype") in ("m.notice", "m.file")
+                       or _rel(e).get("rel_type") == "m.replace" for e in bot_msgs)
+    run(scenario())
+
+
+def test_invites_from_strangers_are_declined(running_bot: BotThread, synapse: SynapseServer, tmp_path: Path) -> None:
+    synapse.register("stranger", PASSWORD)
+
+    async def scenario() -> None:
+        async with Human(synapse, "stranger", tmp_path / "stranger") as stranger:
+            resp = await stranger.client.room_create(invite=["@netbot:localhost"])
+            room = resp.room_id
+            def declined() -> bool:
+                r = stranger.client.rooms.get(room)
+                left = [e for e in stranger.events if e.source.get("type") == "m.room.member"
+                        and e.source.get("state_key") == "@netbot:localhost"
+                        and e.source["content"].get("membership") == "leave"]
+                return bool(r and left and "@netbot:localhost" not in r.users)
+            await stranger.wait_for(declined, "the invite to be declined")
+    run(scenario())
+
+
+def test_restarts_answer_missed_commands_exactly_once(synapse: SynapseServer, lab: Any, tmp_path: Path) -> None:
+    # A bot account of its own: the module's running bot must not answer these rooms.
+    workdir = tmp_path / "bot"
+    workdir.mkdir()
+    config = bot_config(synapse, workdir, user="@netbot2:localhost")
+    bot = BotThread(config, lab).start()
+
+    async def scenario() -> None:
+        nonlocal bot
+        async with Human(synapse, "bob", tmp_path / "bob", bot="@netbot2:localhost") as bob:
+            room = await bob.room_with_bot()
+            before = await bob.say(room, "!whoami")
+            await bob.wait_for(lambda: bob.replies_to(before), "the first answer")
+            bot.stop()
+            missed = await bob.say(room, "!show version r2")  # sent while the bot is down
+            bot = BotThread(config, lab).start()
+            await bob.wait_for(lambda: bob.replies_to(missed), "the missed command's answer")
+            # the homeserver restarts under the running bot: it reconnects, answers once
+            synapse.restart()
+            after = await bob.say(room, "!help")
+            await bob.wait_for(lambda: bob.replies_to(after), "an answer after the homeserver restart",
+                               timeout=90)
+            marker = await bob.say(room, "!whoami")
+            await bob.wait_for(lambda: bob.replies_to(marker), "the marker's answer")
+            for event_id in (before, missed, after):
+                assert len(_final(bob.replies_to(event_id))) == 1, event_id
+    try:
+        run(scenario())
+    finally:
+        bot.stop()
