@@ -118,8 +118,10 @@ def build_nornir(*, path: Path | None = None, data: dict[str, Any] | None = None
     else:
         raise ValueError("an inventory path or inventory data is needed")
     # Nornir's own log file would land in the working directory, and it logs a traceback
-    # per failed host: the bot logs one line per device failure instead.
+    # per failed host: the bot logs one line per device failure instead. scrapli logs
+    # every byte of a session at DEBUG, secrets included: never let it below WARNING.
     logging.getLogger("nornir").setLevel(logging.CRITICAL)
+    logging.getLogger("scrapli").setLevel(logging.WARNING)
     nr = InitNornir(
         runner={"plugin": "threaded", "options": {"num_workers": workers}},
         inventory=inventory,

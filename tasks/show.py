@@ -15,7 +15,9 @@ from chatbot.results import Note, Part, Result, Table, TextBlock
 from tasks._device import DeviceOutput, device_outcomes, outcome_summary, run_on_devices
 
 _COMMAND_WORD = re.compile(r"^[A-Za-z0-9._:/-]{1,64}$")
-_PIPE_PATTERN = re.compile(r"^[\x20-\x7e]{1,80}$")
+# Printable ASCII; no '?', which an IOS command line takes as a request for help.
+_PIPE_PATTERN = re.compile(r"^[\x20-\x3e\x40-\x7e]{1,80}$")
+MAX_PIPES = 1  # IOS applies one output filter per command
 MAX_EXTRA_WORDS = 4
 
 
@@ -41,6 +43,8 @@ class ShowCommandText(ArgType):
                 raise ArgumentError(f"'{w[:40]}' is not allowed in a show command")
         allowed = sorted({e for entries in config.show.allowed.values() for e in entries})
         base, extra = _match_allowlist(words, allowed)
+        if len(pipe_parts) > MAX_PIPES:
+            raise ArgumentError("only one | filter per command")
         pipes = [_parse_pipe(p, config.show.pipes) for p in pipe_parts]
         return ShowRequest(base, " ".join([base, *extra, *pipes]))
 
@@ -73,7 +77,7 @@ def _parse_pipe(text: str, allowed: list[str]) -> str:
         raise ArgumentError(f"'| {name[:20]}' is not an allowed filter; allowed: {', '.join('| ' + p for p in allowed)}")
     pattern = pattern.strip()
     if not _PIPE_PATTERN.match(pattern):
-        raise ArgumentError(f"'| {matches[0]}' needs a pattern of printable text, at most 80 characters")
+        raise ArgumentError(f"'| {matches[0]}' needs a pattern of printable text without '?', at most 80 characters")
     return f"| {matches[0]} {pattern}"
 
 

@@ -78,6 +78,8 @@ def test_keywords_in_any_order_and_defaults(router: Router, ctx) -> None:  # typ
     ("show ip int br | append x on r1", "not an allowed filter"),
     ("show ip int br; reload on r1", "not allowed in a show command"),
     ("show ip int br", "missing <targets>"),
+    ("show ip int br | include up | include Gi on r1", "only one | filter per command"),
+    ("show ip int br | include up? on r1", "printable text without '?'"),
 ])
 def test_rejections_are_one_line(router: Router, ctx, text: str, reason: str) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(CommandRejected) as err:
