@@ -108,6 +108,7 @@ class MatrixAdapter:
                                      max_timeouts=1, request_timeout=cfg.sync_timeout + 30),
         )
         self._tasks: set[asyncio.Task[None]] = set()
+        self._current: asyncio.Task[None] | None = None  # the sync in flight
         self._stopping = asyncio.Event()
         self.display_name = cfg.user_id.split(":")[0].lstrip("@")
         self.synced = asyncio.Event()  # set after every successful sync (tests wait on it)
@@ -122,10 +123,15 @@ class MatrixAdapter:
                 if not logged_in:
                     await self.login()
                     logged_in = True
-                await self._sync_once(catching_up)
+                self._current = asyncio.create_task(self._sync_once(catching_up))
+                await self._current
                 catching_up = False
                 backoff = BACKOFF_FIRST
             except FatalMatrixError:
+                raise
+            except asyncio.CancelledError:
+                if self._stopping.is_set():
+                    return  # stop() cut a long-poll short
                 raise
             except Exception as err:  # homeserver down, restarting, network trouble
                 log.warning("matrix: sync failed (%s); retrying in %.0f s", _short(err), backoff)
@@ -136,7 +142,11 @@ class MatrixAdapter:
                 backoff = min(backoff * 2, BACKOFF_MAX)
 
     async def stop(self) -> None:
+        """Stop syncing, let answers in progress finish, then close the session."""
         self._stopping.set()
+        if self._current is not None and not self._current.done():
+            self._current.cancel()
+            await asyncio.gather(self._current, return_exceptions=True)
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.client.close()

@@ -38,7 +38,7 @@ WAIT = 40.0
 def synapse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SynapseServer]:
     server = SynapseServer(tmp_path_factory.mktemp("synapse"), appservices=[BRIDGE])
     with server:
-        for name in ("netbot", "netbot2", "alice", "bob", "relaybot"):
+        for name in ("netbot", "netbot2", "netbot3", "alice", "bob", "relaybot"):
             server.register(name, PASSWORD)
         yield server
 
@@ -107,10 +107,14 @@ class BotThread:
         bot = build_bot(config, lab_access(self.lab), audit=AuditLog(engine))
         self.adapter = MatrixAdapter(bot, load_matrix_config(config.matrix), ChatState(engine),
                                      BridgeResolver(config.bridges))
+        self.stop_requested = asyncio.Event()
         run = asyncio.create_task(self.adapter.run())
         waiter = asyncio.create_task(self.adapter.synced.wait())
         await asyncio.wait([run, waiter], return_when=asyncio.FIRST_COMPLETED)
         self.ready.set()
+        stop = asyncio.create_task(self.stop_requested.wait())
+        await asyncio.wait([run, stop], return_when=asyncio.FIRST_COMPLETED)
+        await self.adapter.stop()  # as `chatbot run` does on SIGTERM
         await run
 
     def start(self) -> BotThread:
@@ -121,10 +125,12 @@ class BotThread:
         return self
 
     def stop(self) -> None:
-        if self.loop is not None and self.adapter is not None:
-            asyncio.run_coroutine_threadsafe(self.adapter.stop(), self.loop).result(30)
+        if self.loop is not None and self.thread.is_alive():
+            self.loop.call_soon_threadsafe(self.stop_requested.set)
         self.thread.join(30)
         assert not self.thread.is_alive()
+        if self.error:
+            raise self.error
 
 
 @pytest.fixture(scope="module")
@@ -438,6 +444,36 @@ def test_restarts_answer_missed_commands_exactly_once(synapse: SynapseServer, la
             await bob.wait_for(lambda: bob.replies_to(marker), "the marker's answer")
             for event_id in (before, missed, after):
                 assert len(_final(bob.replies_to(event_id))) == 1, event_id
+    try:
+        run(scenario())
+    finally:
+        bot.stop()
+
+
+def test_commands_older_than_the_catch_up_age_are_not_run(synapse: SynapseServer, lab: Any, tmp_path: Path) -> None:
+    workdir = tmp_path / "bot"
+    workdir.mkdir()
+    config = bot_config(synapse, workdir, user="@netbot3:localhost")
+    config["matrix"]["catch_up_max_age"] = 1
+    bot = BotThread(config, lab).start()
+
+    async def scenario() -> None:
+        nonlocal bot
+        async with Human(synapse, "bob", tmp_path / "bob", bot="@netbot3:localhost") as bob:
+            room = await bob.room_with_bot()
+            bot.stop()
+            stale = await bob.say(room, "!show version r1")
+
+            def server_age_ms() -> int:  # the homeserver's own clock, as the bot will judge it
+                got = requests.get(f"{synapse.base_url}/_matrix/client/v3/rooms/{room}/event/{stale}",
+                                   headers={"Authorization": f"Bearer {bob.client.access_token}"}, timeout=10)
+                return int(got.json()["unsigned"]["age"])
+
+            await bob.wait_for(lambda: server_age_ms() > 1500, "the command to grow older than the limit")
+            bot = BotThread(config, lab).start()
+            marker = await bob.say(room, "!whoami")
+            await bob.wait_for(lambda: bob.replies_to(marker), "the marker's answer")
+            assert bob.replies_to(stale) == []
     try:
         run(scenario())
     finally:
