@@ -196,3 +196,24 @@ def test_devices_command_table() -> None:
     assert isinstance(table, Table)
     assert [row[0] for row in table.rows] == ["r1", "r2", "r3"]
     assert table.rows[0][1] == "127.0.1.1:1"
+
+
+def test_example_matrix_config_is_valid() -> None:
+    from adapters.bridges import BridgeResolver
+    from adapters.matrix import load_matrix_config
+    from helpers import sample_bot
+
+    config = load_config(REPO / "deploy" / "matrix.toml")
+    matrix = load_matrix_config(config.matrix or {})
+    assert matrix.user_id == "@netbot:corp.example" and matrix.progress_after == 2.0
+    assert BridgeResolver(config.bridges).puppets[0].name == "slack"
+    assert len(sample_bot(config).policy.grants) == 2  # roles and grants name real commands
+
+
+def test_matrix_config_errors_are_one_line() -> None:
+    from adapters.matrix import load_matrix_config
+
+    with pytest.raises(ConfigError, match=r"\[matrix\] user_id: Field required"):
+        load_matrix_config({"homeserver": "https://x"})
+    with pytest.raises(ConfigError, match=r"\[matrix\] unknown setting pasword"):
+        load_matrix_config({"homeserver": "https://x", "user_id": "@b:x", "pasword": "typo"})
