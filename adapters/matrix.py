@@ -37,6 +37,7 @@ from nio import (
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from adapters.bridges import BridgeResolver
+from adapters.common import WORKING, answer_with_progress, short_error
 from chatbot.bot import Bot
 from chatbot.config import ConfigError
 from chatbot.errors import UserError
@@ -134,7 +135,7 @@ class MatrixAdapter:
                     return  # stop() cut a long-poll short
                 raise
             except Exception as err:  # homeserver down, restarting, network trouble
-                log.warning("matrix: sync failed (%s); retrying in %.0f s", _short(err), backoff)
+                log.warning("matrix: sync failed (%s); retrying in %.0f s", short_error(err), backoff)
                 try:
                     await asyncio.wait_for(self._stopping.wait(), backoff)
                 except asyncio.TimeoutError:
@@ -299,23 +300,11 @@ class MatrixAdapter:
 
     # --- answering ----------------------------------------------------------------
     async def _answer(self, msg: Message) -> None:
-        work = asyncio.create_task(self.bot.handle(msg))
-        done, _ = await asyncio.wait({work}, timeout=self.cfg.progress_after)
-        ack_id = None
-        if not done:
-            ack_id = await self._send(msg, self._content(msg, "working on it…", None))
-        try:
-            reply = await work
-        except Exception:
-            log.exception("matrix: handling %s failed", msg.message_id)
-            return
-        if reply is None:
-            return
-        try:
-            await self._deliver(msg, reply, ack_id)
-        except Exception as err:
-            log.warning("matrix: could not deliver the answer to %s: %s", msg.message_id, _short(err))
-            await self.bot.reply_failed(reply, msg, _short(err))
+        await answer_with_progress(
+            self.bot, msg, self.cfg.progress_after,
+            acknowledge=lambda: self._send(msg, self._content(msg, WORKING, None)),
+            deliver=lambda reply, ack_id: self._deliver(msg, reply, ack_id),
+        )
 
     async def _deliver(self, msg: Message, reply: Reply, ack_id: str | None) -> None:
         inline, files = split_attachments(reply.result, self.cfg.attachment_lines)
@@ -384,6 +373,3 @@ def _escape(text: str) -> str:
 
     return html.escape(text)
 
-
-def _short(err: BaseException) -> str:
-    return f"{type(err).__name__}: {err}"[:200]

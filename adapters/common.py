@@ -1,0 +1,51 @@
+"""What every chat adapter does the same way around the core."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from chatbot.bot import Bot
+from chatbot.message import Message, Reply
+
+log = logging.getLogger(__name__)
+
+WORKING = "working on it…"
+
+
+async def answer_with_progress(
+    bot: Bot,
+    msg: Message,
+    progress_after: float,
+    acknowledge: Callable[[], Awaitable[str]],
+    deliver: Callable[[Reply, str | None], Awaitable[None]],
+) -> None:
+    """Run the message through the core. If the answer takes longer than
+    `progress_after` seconds, post an acknowledgement first (its id goes to `deliver`,
+    which edits it into the answer where the platform allows). A failed delivery is
+    logged and audited, never raised into the adapter's event loop."""
+    work = asyncio.create_task(bot.handle(msg))
+    done, _ = await asyncio.wait({work}, timeout=progress_after)
+    ack_id = None
+    if not done:
+        try:
+            ack_id = await acknowledge()
+        except Exception as err:  # the answer may still get through
+            log.warning("%s: could not acknowledge %s: %s", msg.platform, msg.message_id, short_error(err))
+    try:
+        reply = await work
+    except Exception:
+        log.exception("%s: handling %s failed", msg.platform, msg.message_id)
+        return
+    if reply is None:
+        return
+    try:
+        await deliver(reply, ack_id)
+    except Exception as err:
+        log.warning("%s: could not deliver the answer to %s: %s", msg.platform, msg.message_id, short_error(err))
+        await bot.reply_failed(reply, msg, short_error(err))
+
+
+def short_error(err: BaseException) -> str:
+    return f"{type(err).__name__}: {err}"[:200]
