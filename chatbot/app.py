@@ -9,11 +9,12 @@ from typing import Any
 
 from chatbot.access_config import build_policy
 from chatbot.audit import AuditLog, make_engine
-from chatbot.bot import BUILTINS, Bot
+from chatbot.bot import Bot, all_permissions
 from chatbot.config import ApicConfig, Config
 from chatbot.context import TaskContext
 from chatbot.errors import UserError
 from chatbot.inventory import Credentials, DeviceInventory, build_nornir
+from chatbot.jobs import JobRunner, JobStore
 from chatbot.limits import DeviceGate
 from chatbot.plugins import load_registry
 from chatbot.secrets import resolve_secret
@@ -67,7 +68,7 @@ def build_context(config: Config, lab: LabAccess | None = None) -> TaskContext:
         if not (path / "hosts.yaml").is_file():
             raise UserError(f"[inventory] path: {path}/hosts.yaml not found")
         nr = build_nornir(path=path, workers=workers, scrapli_extras=extras, credentials=creds)
-    gate = DeviceGate(per_device=1, total=workers)
+    gate = DeviceGate(per_device=config.limits.sessions_per_device, total=workers)
     return TaskContext(inventory=DeviceInventory(nr), config=config, lab_mode=lab is not None, gate=gate)
 
 
@@ -75,11 +76,13 @@ def build_bot(config: Config, lab: LabAccess | None = None, *, audit: AuditLog |
     """The whole core. The audit log is the config's database unless one is given."""
     registry = load_registry()
     context = build_context(config, lab)
-    permissions = {c.permission for c in registry} | {c.permission for c in BUILTINS.values()}
+    permissions = all_permissions(registry)
     policy = build_policy(config, permissions, context.inventory)
     if audit is None:
         audit = open_audit(config)
-    return Bot(registry, context, policy, audit)
+    jobs = JobRunner(max_running_per_user=config.limits.running_jobs_per_user,
+                     rate_per_minute=config.limits.commands_per_minute, store=JobStore(audit.engine))
+    return Bot(registry, context, policy, audit, jobs)
 
 
 def open_audit(config: Config) -> AuditLog:

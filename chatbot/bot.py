@@ -13,9 +13,10 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from chatbot.args import Integer, Param, Text
+from chatbot.args import Integer, Param, Text, Word
 from chatbot.audit import AuditEvent, AuditLog
 from chatbot.commands import Command, Registry
+from chatbot.jobs import JobRunner, RateLimited
 from chatbot.context import TaskContext
 from chatbot.message import Message, Reply
 from chatbot.policy import AccessPolicy, Decision, Place, Principal
@@ -42,9 +43,18 @@ BUILTINS = {
     "audit": _builtin("audit", "the latest audit log rows",
                       (Param("count", Integer(1, MAX_AUDIT_ROWS, metavar="n"), optional=True, default=10),),
                       ("audit", "audit 50")),
+    "jobs": _builtin("jobs", "running and queued jobs: yours, or everyone's with the jobs.all right"),
+    "cancel": _builtin("cancel", "stop a job: queued work never starts, sessions in flight are closed",
+                       (Param("job", Word("job id")),), ("cancel 3fa2c1",)),
 }
 # help and whoami only describe the asker's own rights: anyone may ask (and is audited).
-ALWAYS_ALLOWED = {"help", "whoami"}
+ALWAYS_ALLOWED = {"help", "whoami", "jobs", "cancel"}  # jobs/cancel: your own jobs only, unless jobs.all
+SEE_ALL_JOBS = "jobs.all"
+
+
+def all_permissions(registry: Registry) -> set[str]:
+    """Every permission a role may name: the commands', the built-ins', and jobs.all."""
+    return {c.permission for c in registry} | {c.permission for c in BUILTINS.values()} | {SEE_ALL_JOBS}
 
 
 @dataclass
@@ -66,7 +76,7 @@ class Request:
 
 class Bot:
     def __init__(self, registry: Registry, context: TaskContext, policy: AccessPolicy,
-                 audit: AuditLog | None = None) -> None:
+                 audit: AuditLog | None = None, jobs: JobRunner | None = None) -> None:
         cfg = context.config
         self.registry = registry
         for cmd in BUILTINS.values():
@@ -76,6 +86,8 @@ class Bot:
         self.audit = audit
         self.prefix = cfg.bot.prefix
         self.router = Router(registry, prefix=cfg.bot.prefix, names=(cfg.bot.name,))
+        self.jobs = jobs or JobRunner(max_running_per_user=cfg.limits.running_jobs_per_user,
+                                      rate_per_minute=cfg.limits.commands_per_minute)
         self.runner = Runner(context, cfg.limits.command_timeout, prefix=cfg.bot.prefix)
 
     async def handle(self, msg: Message) -> Reply | None:
@@ -114,20 +126,60 @@ class Bot:
             return Result(Status.DENIED, f"{cmd.name}: {decision.reason}")
         if cmd.name in BUILTINS:
             return await self._builtin(req, inv)
-        await self._audit(req.event("job", command=cmd.name, arguments=inv.text, job_id=req.id,
-                                    outcome="started on " + (",".join(inv.devices) or "no device")))
-        log.info("%s runs %r on %s", req.principal.name, inv.text, ",".join(inv.devices) or "-")
-        result = await self.runner.run(inv)
+        try:
+            job = self.jobs.new_job(user=req.principal.name, platform=req.msg.platform, room=req.msg.room,
+                                    command=cmd.name, text=inv.text, devices=inv.devices,
+                                    message_id=req.msg.message_id)
+        except RateLimited as err:
+            await self._audit(req.event("decision", command=cmd.name, decision="deny", outcome=f"rate: {err}"))
+            return Result(Status.DENIED, f"{cmd.name}: {err}")
+        await self._audit(req.event("job", command=cmd.name, arguments=inv.text, job_id=job.id,
+                                    outcome="accepted for " + (",".join(inv.devices) or "no device")))
+        log.info("%s runs %r on %s (job %s)", req.principal.name, inv.text, ",".join(inv.devices) or "-", job.id)
+        result = await self.jobs.run(job, lambda: self.runner.run(inv))
         for device, outcome in result.devices.items():
-            await self._audit(req.event("device", command=cmd.name, job_id=req.id, device=device, outcome=outcome))
+            await self._audit(req.event("device", command=cmd.name, job_id=job.id, device=device, outcome=outcome))
         return result
+
+    def progress_text(self, message_id: str | None) -> str:
+        """What an adapter's "working on it" notice says about the job behind a message."""
+        job = self.jobs.job_for_message(message_id)
+        if job is None:
+            return "working on it…"
+        ahead = self.jobs.position(job)
+        if job.state.value == "queued":
+            return f"queued (job {job.id}): {ahead} of your jobs ahead" if ahead else f"queued (job {job.id})"
+        return f"working on it (job {job.id}, {job.progress()})…"
 
     async def _builtin(self, req: Request, inv: Invocation) -> Result:
         if inv.command.name == "help":
             return self.help(req, inv.args["topic"])
         if inv.command.name == "whoami":
             return self.whoami(req)
+        if inv.command.name == "jobs":
+            return self.list_jobs(req)
+        if inv.command.name == "cancel":
+            return self.cancel_job(req, inv.args["job"])
         return await self.audit_rows(inv.args["count"])
+
+    def _sees_all_jobs(self, req: Request) -> bool:
+        return self.policy.may_run_somewhere(req.principal, req.place, SEE_ALL_JOBS)
+
+    def list_jobs(self, req: Request) -> Result:
+        everyone = self._sees_all_jobs(req)
+        live = [j for j in self.jobs.jobs.values() if everyone or j.user == req.principal.name]
+        if not live:
+            return Result(Status.OK, "no running or queued jobs" + ("" if everyone else " of yours"))
+        rows = [[j.id, j.user, j.state.value, j.progress(), f"{time.time() - j.created:.0f} s", j.text[:60]]
+                for j in sorted(live, key=lambda j: j.created)]
+        return Result(Status.OK, f"{len(live)} jobs", [Table(["job", "user", "state", "progress", "age", "command"], rows)])
+
+    def cancel_job(self, req: Request, job_id: str) -> Result:
+        job = self.jobs.jobs.get(job_id)
+        if job is None or not (job.user == req.principal.name or self._sees_all_jobs(req)):
+            return Result(Status.INVALID, f"no running or queued job {job_id[:16]} that you may cancel")
+        self.jobs.cancel(job_id, by=req.principal.name)
+        return Result(Status.OK, f"job {job.id} ({job.text}) cancelled")
 
     async def _audit(self, event: AuditEvent) -> None:
         if self.audit is not None:

@@ -4,7 +4,10 @@ failure turned into a result the user can read."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 import logging
+from concurrent.futures import ThreadPoolExecutor
 import secrets
 from typing import Any
 
@@ -16,10 +19,13 @@ log = logging.getLogger(__name__)
 
 
 class Runner:
-    def __init__(self, context: Any, command_timeout: float, prefix: str = "!") -> None:
+    def __init__(self, context: Any, command_timeout: float, prefix: str = "!", threads: int = 64) -> None:
         self.context = context
         self.command_timeout = command_timeout
         self.prefix = prefix
+        # Tasks block in their thread for as long as their devices take: the default
+        # executor (cores + 4 threads) would make every other command wait behind them.
+        self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="task")
 
     async def run(self, inv: Invocation) -> Result:
         timeout = inv.command.timeout or self.command_timeout
@@ -28,8 +34,10 @@ class Runner:
             if asyncio.iscoroutinefunction(handler):
                 coro = handler(self.context, **inv.args)
             else:
-                # Nornir, requests and icmplib's sync API block: keep them off the loop.
-                coro = asyncio.to_thread(handler, self.context, **inv.args)
+                # Nornir, requests and icmplib's sync API block: keep them off the loop. The
+                # context goes along, so the task's thread sees the current job.
+                call = functools.partial(contextvars.copy_context().run, handler, self.context, **inv.args)
+                coro = asyncio.get_running_loop().run_in_executor(self.executor, call)
             result = await asyncio.wait_for(coro, timeout)
         except asyncio.TimeoutError:
             return failed(f"{inv.command.name} did not finish within {timeout:g} s")

@@ -11,7 +11,7 @@ import logging
 import socket
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from nornir.core.task import Result as NornirResult
 from nornir.core.task import Task
@@ -23,6 +23,7 @@ from scrapli.exceptions import (
 )
 
 from chatbot.context import TaskContext
+from chatbot.jobs import Job, current_job
 from chatbot.results import Status
 
 CONNECTION = "scrapli"
@@ -43,9 +44,10 @@ def run_on_devices(ctx: TaskContext, devices: list[str], command: str, *,
                    textfsm: bool = False, timeout: float | None = None) -> list[DeviceOutput]:
     """Send `command` (already validated) to each device; one DeviceOutput per device, in order."""
     wanted = set(devices)
+    job = current_job.get()  # set by the job runner; carried into this thread
     nr = ctx.inventory.nornir.filter(filter_func=lambda host: host.name in wanted)
     # on_failed: Nornir otherwise skips, for good, every host that failed once.
-    results = nr.run(task=_send_command, command=command, ctx=ctx, textfsm=textfsm,
+    results = nr.run(task=_send_command, command=command, ctx=ctx, textfsm=textfsm, job=job,
                      timeout=timeout or ctx.config.limits.operation_timeout,
                      name=command, raise_on_error=False, on_failed=True)
     outputs = []
@@ -65,13 +67,22 @@ def run_on_devices(ctx: TaskContext, devices: list[str], command: str, *,
 
 
 def _send_command(task: Task, command: str, ctx: TaskContext, textfsm: bool,
-                  timeout: float) -> NornirResult:
-    started = time.monotonic()
-    with ctx.gate.session(task.host.name):
+                  timeout: float, job: Job | None) -> NornirResult:
+    name = task.host.name
+    if job is not None and job.cancelled:  # queued devices of a cancelled job never start
+        return NornirResult(host=task.host, result=DeviceOutput(name, False, error="cancelled before it started"))
+    with ctx.gate.session(name):
+        if job is not None and job.cancelled:
+            return NornirResult(host=task.host, result=DeviceOutput(name, False, error="cancelled before it started"))
+        started = time.monotonic()
         try:
             conn = task.host.get_connection(CONNECTION, task.nornir.config)
+            if job is not None:
+                job.session_opened(name, _session_cutter(conn))
             response = conn.send_command(command, timeout_ops=timeout)
         finally:
+            if job is not None:
+                job.session_closed(name)
             if CONNECTION in task.host.connections:
                 _close_quietly(task)
     elapsed = time.monotonic() - started
@@ -83,6 +94,16 @@ def _send_command(task: Task, command: str, ctx: TaskContext, textfsm: bool,
         parsed = response.textfsm_parse_output() if textfsm else None
         out = DeviceOutput(task.host.name, True, response.result, parsed=parsed or None, seconds=elapsed)
     return NornirResult(host=task.host, result=out)
+
+
+def _session_cutter(conn: Any) -> Callable[[], None]:
+    """How a cancel cuts a session from another thread: shut the TCP socket down (the
+    reading thread then fails at once); closing the libssh2 session itself from a second
+    thread is not safe. Transports without a socket (system ssh) are closed."""
+    sock = getattr(getattr(conn.transport, "socket", None), "sock", None)
+    if sock is not None:
+        return lambda: sock.shutdown(socket.SHUT_RDWR)
+    return conn.transport.close
 
 
 def _close_quietly(task: Task) -> None:

@@ -28,17 +28,19 @@ SAMPLE_INVENTORY: dict[str, Any] = {
 
 def sample_context(config: Config | None = None) -> TaskContext:
     nr = build_nornir(data=SAMPLE_INVENTORY)
-    return TaskContext(inventory=DeviceInventory(nr), config=config or Config())
+    # Tests send far more than a person would: no rate limit unless a test sets one.
+    config = config or Config.model_validate({"limits": {"commands_per_minute": 1_000_000}})
+    return TaskContext(inventory=DeviceInventory(nr), config=config)
 
 
 def sample_bot(config: Config | None = None, audit: AuditLog | None = None) -> Bot:
     """A bot on the sample inventory; without [access], the console may run everything."""
     from chatbot.access_config import build_policy
-    from chatbot.bot import BUILTINS
+    from chatbot.bot import all_permissions
 
     registry = load_registry()
     ctx = sample_context(config)
-    permissions = {c.permission for c in registry} | set(BUILTINS)
+    permissions = all_permissions(registry)
     return Bot(registry, ctx, build_policy(ctx.config, permissions, ctx.inventory), audit)
 
 

@@ -6,8 +6,9 @@ at once, the command's output follows after the device delay, CRLF line endings,
 the prompt is printed after every command. The enable password is read without echo.
 
 Delay rules: the device delay (or `slow_delay` under the SLOW fault, whichever is longer)
-is waited before the output of every command except empty lines and `terminal ...`
-session setup, which IOS answers instantly and which every client sends on connect.
+is waited before the output of every command except empty lines, `terminal ...` session
+setup and `enable` (the device delay only), which IOS answers instantly and which every
+client sends on connect.
 """
 
 from __future__ import annotations
@@ -79,7 +80,9 @@ class DeviceSession:
     def _delay(self, parsed: Parsed) -> float:
         if parsed.kind in (Kind.EMPTY, Kind.TERMINAL):
             return 0.0
-        delay = self._device.delay
+        # The device delay models the work of a command (building a config, probing);
+        # `enable` costs a real device nothing. A SLOW device is slow at everything.
+        delay = 0.0 if parsed.kind is Kind.ENABLE else self._device.delay
         if self._device.fault is Fault.SLOW:
             delay = max(delay, self._context.slow_delay)
         return delay

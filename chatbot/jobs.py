@@ -1,0 +1,258 @@
+"""Jobs: every command that does work becomes one, with an id, a state in the database,
+and limits: per-user running jobs (excess queues, the user is told the position), a
+per-user rate, a per-job timeout, and cancellation.
+
+Device-level limits (one session per device, a global cap) live in chatbot.limits and
+apply inside the job, in the worker threads. A job's cancel flag reaches those threads
+through `current_job`, which asyncio.to_thread carries into the task's thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import secrets
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from enum import Enum
+from typing import Any, Callable
+
+from sqlalchemy import Column, DateTime, MetaData, String, Table, Text, insert, update
+from sqlalchemy.engine import Engine
+
+from chatbot.results import Result, Status
+
+metadata = MetaData()
+jobs_table = Table(
+    "jobs",
+    metadata,
+    Column("id", String(16), primary_key=True),
+    Column("user", String(255), nullable=False, index=True),
+    Column("platform", String(32), nullable=False),
+    Column("room", String(255), nullable=False),
+    Column("command", String(64), nullable=False),
+    Column("text", Text, nullable=False),
+    Column("devices", Text, nullable=False),
+    Column("state", String(16), nullable=False, index=True),
+    Column("created", DateTime(timezone=True), nullable=False),
+    Column("started", DateTime(timezone=True)),
+    Column("finished", DateTime(timezone=True)),
+    Column("outcome", Text),
+)
+
+
+class JobState(str, Enum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    INTERRUPTED = "interrupted"  # the bot stopped while it ran
+
+
+@dataclass
+class Job:
+    id: str
+    user: str
+    platform: str
+    room: str
+    command: str
+    text: str
+    devices: list[str]
+    message_id: str | None = None
+    state: JobState = JobState.QUEUED
+    created: float = field(default_factory=time.time)
+    started: float | None = None
+    done_devices: int = 0
+    cancel_requested: threading.Event = field(default_factory=threading.Event)  # seen by worker threads
+    cancel_event: asyncio.Event = field(default_factory=asyncio.Event)  # seen by the event loop
+    cancelled_by: str | None = None
+    # sessions open right now, so a cancel can cut them: name -> a callable that closes it
+    _closers: dict[str, Callable[[], None]] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def cancelled(self) -> bool:
+        return self.cancel_requested.is_set()
+
+    def progress(self) -> str:
+        if self.state is JobState.QUEUED:
+            return "queued"
+        if len(self.devices) > 1:
+            return f"{self.done_devices}/{len(self.devices)} devices done"
+        return self.state.value
+
+    # --- called from worker threads -------------------------------------------------
+    def session_opened(self, device: str, closer: Callable[[], None]) -> None:
+        with self._lock:
+            self._closers[device] = closer
+        if self.cancelled:
+            closer()
+
+    def session_closed(self, device: str) -> None:
+        with self._lock:
+            self._closers.pop(device, None)
+            self.done_devices += 1
+
+    def cut_sessions(self) -> None:
+        with self._lock:
+            closers = list(self._closers.values())
+        for close in closers:
+            try:
+                close()
+            except Exception:  # already gone
+                pass
+
+
+current_job: contextvars.ContextVar[Job | None] = contextvars.ContextVar("current_job", default=None)
+
+
+class RateLimited(Exception):
+    pass
+
+
+class JobStore:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        metadata.create_all(engine)
+        self._lock = threading.Lock()
+        with self._lock, engine.begin() as conn:  # whatever ran when the bot stopped did not finish
+            conn.execute(update(jobs_table).where(jobs_table.c.state.in_([JobState.QUEUED.value, JobState.RUNNING.value]))
+                         .values(state=JobState.INTERRUPTED.value))
+
+    def created(self, job: Job) -> None:
+        with self._lock, self.engine.begin() as conn:
+            conn.execute(insert(jobs_table).values(
+                id=job.id, user=job.user, platform=job.platform, room=job.room, command=job.command,
+                text=job.text, devices=",".join(job.devices), state=job.state.value,
+                created=datetime.fromtimestamp(job.created, timezone.utc)))
+
+    def changed(self, job: Job, outcome: str | None = None) -> None:
+        values: dict[str, Any] = {"state": job.state.value}
+        if job.state is JobState.RUNNING:
+            values["started"] = datetime.now(timezone.utc)
+        elif job.state not in (JobState.QUEUED,):
+            values["finished"] = datetime.now(timezone.utc)
+            values["outcome"] = (outcome or "")[:2000]
+        with self._lock, self.engine.begin() as conn:
+            conn.execute(update(jobs_table).where(jobs_table.c.id == job.id).values(**values))
+
+
+class JobRunner:
+    """Admits, queues, runs and cancels jobs. Runs on the event loop."""
+
+    def __init__(self, *, max_running_per_user: int, rate_per_minute: int, store: JobStore | None = None) -> None:
+        self.max_running_per_user = max_running_per_user
+        self.rate_per_minute = rate_per_minute
+        self.store = store
+        self.jobs: dict[str, Job] = {}  # live jobs: queued and running
+        self._by_message: dict[str, Job] = {}
+        self._recent: dict[str, deque[float]] = {}
+        self._slots: dict[str, asyncio.Condition] = {}
+
+    def new_job(self, *, user: str, platform: str, room: str, command: str, text: str, devices: list[str],
+                message_id: str | None) -> Job:
+        """Admit a job (or raise RateLimited with the reason)."""
+        now = time.monotonic()
+        recent = self._recent.setdefault(user, deque())
+        while recent and now - recent[0] > 60:
+            recent.popleft()
+        if len(recent) >= self.rate_per_minute:
+            wait = 60 - (now - recent[0])
+            raise RateLimited(f"at most {self.rate_per_minute} commands a minute; try again in {wait:.0f} s")
+        recent.append(now)
+        job = Job(id=secrets.token_hex(3), user=user, platform=platform, room=room, command=command,
+                  text=text, devices=devices, message_id=message_id)
+        self.jobs[job.id] = job
+        if message_id:
+            self._by_message[message_id] = job
+        return job
+
+    def job_for_message(self, message_id: str | None) -> Job | None:
+        return self._by_message.get(message_id or "")
+
+    def position(self, job: Job) -> int:
+        """How many of the same user's jobs are queued ahead of this one (0: next)."""
+        queued = [j for j in self.jobs.values() if j.user == job.user and j.state is JobState.QUEUED]
+        return queued.index(job) if job in queued else 0
+
+    def running_for(self, user: str) -> int:
+        return sum(1 for j in self.jobs.values() if j.user == user and j.state is JobState.RUNNING)
+
+    async def run(self, job: Job, work: Callable[[], Any]) -> Result:
+        """Wait for a slot among the user's running jobs, then run `work` (a coroutine
+        factory) with `current_job` set; a cancel answers at once."""
+        await self._persist(self.store.created if self.store else None, job)
+        slot = self._slots.setdefault(job.user, asyncio.Condition())
+        try:
+            async with slot:
+                await slot.wait_for(lambda: job.cancelled or (
+                    self.running_for(job.user) < self.max_running_per_user and self.position(job) == 0))
+                if job.cancelled:
+                    return self._finish(job, JobState.CANCELLED, self._cancel_result(job))
+                job.state = JobState.RUNNING
+                job.started = time.time()
+            await self._persist(self.store.changed if self.store else None, job)
+            token = current_job.set(job)
+            try:
+                result = await self._until_cancelled(job, work())
+            finally:
+                current_job.reset(token)
+            if job.cancelled:
+                return self._finish(job, JobState.CANCELLED, self._cancel_result(job))
+            return self._finish(job, JobState.DONE if result.ok else JobState.FAILED, result)
+        finally:
+            self.jobs.pop(job.id, None)
+            if job.message_id:
+                self._by_message.pop(job.message_id, None)
+            async with slot:
+                slot.notify_all()
+
+    async def _until_cancelled(self, job: Job, coro: Any) -> Result:
+        work = asyncio.ensure_future(coro)
+        cancelled = asyncio.ensure_future(job.cancel_event.wait())
+        done, _ = await asyncio.wait({work, cancelled}, return_when=asyncio.FIRST_COMPLETED)
+        if work in done:
+            cancelled.cancel()
+            return work.result()
+        # Cancelled: answer now. The worker thread stops at its next device, and the
+        # sessions it holds were cut by cancel().
+        work.add_done_callback(lambda f: f.cancelled() or f.exception())
+        return self._cancel_result(job)
+
+    def cancel(self, job_id: str, by: str) -> Job | None:
+        job = self.jobs.get(job_id)
+        if job is None:
+            return None
+        job.cancelled_by = by
+        job.cancel_requested.set()
+        job.cancel_event.set()
+        job.cut_sessions()  # sessions in flight are closed; queued devices never start
+        slot = self._slots.get(job.user)
+        if slot is not None:
+            asyncio.ensure_future(self._wake(slot))
+        return job
+
+    @staticmethod
+    async def _wake(slot: asyncio.Condition) -> None:
+        async with slot:
+            slot.notify_all()
+
+    def _finish(self, job: Job, state: JobState, result: Result) -> Result:
+        job.state = state
+        if self.store is not None:
+            asyncio.ensure_future(asyncio.to_thread(self.store.changed, job, f"{result.status.value}: {result.summary}"))
+        return result
+
+    @staticmethod
+    def _cancel_result(job: Job) -> Result:
+        return Result(Status.FAILED, f"job {job.id} ({job.text}) was cancelled by {job.cancelled_by}",
+                      devices={})
+
+    @staticmethod
+    async def _persist(action: Callable[[Job], None] | None, job: Job) -> None:
+        if action is not None:
+            await asyncio.to_thread(action, job)
