@@ -37,7 +37,7 @@ from nio import (
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from adapters.bridges import BridgeResolver
-from adapters.common import WORKING, answer_with_progress, short_error
+from adapters.common import answer_with_progress, short_error
 from chatbot.bot import Bot
 from chatbot.config import ConfigError
 from chatbot.errors import UserError
@@ -302,7 +302,7 @@ class MatrixAdapter:
     async def _answer(self, msg: Message) -> None:
         await answer_with_progress(
             self.bot, msg, self.cfg.progress_after,
-            acknowledge=lambda: self._send(msg, self._content(msg, WORKING, None)),
+            acknowledge=lambda: self._send(msg, self._content(msg, self.bot.progress_text(msg.message_id), None)),
             deliver=lambda reply, ack_id: self._deliver(msg, reply, ack_id),
         )
 

@@ -231,9 +231,14 @@ def _final(replies: list[Any]) -> list[Any]:
             continue
         if e.event_id in edited:
             out.append(edited[e.event_id])
-        elif getattr(e, "body", "") != "working on it…":
+        elif not _is_ack(e):
             out.append(e)
     return out
+
+
+def _is_ack(event: Any) -> bool:
+    text = getattr(event, "body", "") or ""
+    return text.startswith("working on it") or text.startswith("queued (job")
 
 
 def body(event: Any) -> str:
@@ -303,7 +308,8 @@ def test_slow_command_gets_working_on_it_then_edit(running_bot: BotThread, synap
                 replies = await alice.wait_for(
                     lambda: any(_rel(e).get("rel_type") == "m.replace" for e in alice.replies_to(_cmd(replies)))
                     and alice.replies_to(_cmd(replies)), "the edit")
-                ack = next(e for e in replies if body(e) == "working on it…")
+                ack = next(e for e in replies if _is_ack(e))
+                assert body(ack).startswith("working on it (job ")
                 edit = next(e for e in replies if _rel(e).get("rel_type") == "m.replace")
                 assert _rel(edit)["event_id"] == ack.event_id
                 assert "show version on r3" in body(edit)
