@@ -14,6 +14,7 @@ from typing import TextIO
 from chatbot.bot import Bot
 from chatbot.message import Identity, Message
 from chatbot.render import render_text
+from chatbot.results import Result
 
 ROOM = "console"
 
@@ -28,6 +29,18 @@ class ConsoleChat:
         self.interactive = stdin.isatty()
 
     async def run(self) -> int:
+        self.bot.add_notifier("console", self.alert)
+        await self.bot.start()
+        try:
+            return await self._chat()
+        finally:
+            await self.bot.stop()
+
+    async def alert(self, room: str, result: Result) -> None:
+        """Monitor alerts for console rooms are printed where the operator sees them."""
+        self._print(f"[alert to {room}] " + render_text(result) + "\n")
+
+    async def _chat(self) -> int:
         if self.interactive:
             self._print(f"{self.bot.context.config.bot.name}: type {self.bot.prefix}help for commands, "
                         "Ctrl-D to leave.")

@@ -43,6 +43,7 @@ from chatbot.config import ConfigError
 from chatbot.errors import UserError
 from chatbot.message import Message, Reply
 from chatbot.render import render_html, render_text, split_attachments
+from chatbot.results import Result
 from chatbot.secrets import resolve_secret
 from chatbot.state import ChatState
 
@@ -113,6 +114,7 @@ class MatrixAdapter:
         self._stopping = asyncio.Event()
         self.display_name = cfg.user_id.split(":")[0].lstrip("@")
         self.synced = asyncio.Event()  # set after every successful sync (tests wait on it)
+        bot.add_notifier(PLATFORM, self.post_alert)
 
     # --- lifecycle ----------------------------------------------------------------
     async def run(self) -> None:
@@ -341,6 +343,14 @@ class MatrixAdapter:
         if not isinstance(resp, RoomSendResponse):
             raise ConnectionError(f"send failed: {getattr(resp, 'message', resp)}")
         return resp.event_id
+
+    async def post_alert(self, room_id: str, result: Result) -> None:
+        """A monitor alert: a notice in the room, not a reply to anything."""
+        content = {"msgtype": "m.notice", "body": render_text(result), "format": "org.matrix.custom.html",
+                   "formatted_body": render_html(result)}
+        resp = await self.client.room_send(room_id, "m.room.message", content, ignore_unverified_devices=True)
+        if not isinstance(resp, RoomSendResponse):
+            raise ConnectionError(f"alert to {room_id} failed: {getattr(resp, 'message', resp)}")
 
     async def _send_file(self, msg: Message, filename: str, text: str) -> None:
         data = text.encode()

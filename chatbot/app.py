@@ -15,6 +15,7 @@ from chatbot.context import TaskContext
 from chatbot.errors import UserError
 from chatbot.inventory import Credentials, DeviceInventory, build_nornir
 from chatbot.jobs import JobRunner, JobStore
+from chatbot.monitoring import MonitorService, load_check_kinds
 from chatbot.limits import DeviceGate
 from chatbot.plugins import load_registry
 from chatbot.secrets import resolve_secret
@@ -82,7 +83,10 @@ def build_bot(config: Config, lab: LabAccess | None = None, *, audit: AuditLog |
         audit = open_audit(config)
     jobs = JobRunner(max_running_per_user=config.limits.running_jobs_per_user,
                      rate_per_minute=config.limits.commands_per_minute, store=JobStore(audit.engine))
-    return Bot(registry, context, policy, audit, jobs)
+    bot = Bot(registry, context, policy, audit, jobs)
+    bot.monitors = MonitorService(context, audit.engine, load_check_kinds(), bot.runner.executor,
+                                  min_interval=config.limits.monitor_min_interval)
+    return bot
 
 
 def open_audit(config: Config) -> AuditLog:

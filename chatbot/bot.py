@@ -16,7 +16,9 @@ from typing import Any
 from chatbot.args import Integer, Param, Text, Word
 from chatbot.audit import AuditEvent, AuditLog
 from chatbot.commands import Command, Registry
+from chatbot.errors import UserError
 from chatbot.jobs import JobRunner, RateLimited
+from chatbot.monitoring import MonitorService, Notifier
 from chatbot.context import TaskContext
 from chatbot.message import Message, Reply
 from chatbot.policy import AccessPolicy, Decision, Place, Principal
@@ -46,7 +48,26 @@ BUILTINS = {
     "jobs": _builtin("jobs", "running and queued jobs: yours, or everyone's with the jobs.all right"),
     "cancel": _builtin("cancel", "stop a job: queued work never starts, sessions in flight are closed",
                        (Param("job", Word("job id")),), ("cancel 3fa2c1",)),
+    "monitor add": _builtin(
+        "monitor add", "watch something on a schedule; alerts go to a room on changes only",
+        (Param("kind", Word("check")), Param("targets", Text("targets"), optional=True, greedy=True, default=""),
+         Param("every", Word("interval"), keyword="every", optional=True, default="1m"),
+         Param("to", Word("room"), keyword="to", optional=True),
+         Param("after", Integer(1, 100, metavar="failures"), keyword="after", optional=True, default=2),
+         Param("command", Text("show command"), keyword="command", optional=True, greedy=True),
+         Param("expect", Text("regex"), keyword="expect", optional=True, greedy=True),
+         Param("reject", Text("regex"), keyword="reject", optional=True, greedy=True),
+         Param("below", Word("score"), keyword="below", optional=True),
+         Param("severity", Word("severity"), keyword="severity", optional=True)),
+        ("monitor add ping group:core every 1m", "monitor add ssh r1,r2 every 30s after 3",
+         "monitor add show r1 command show ip bgp summary expect Estab every 5m",
+         "monitor add apic-health below 80 every 5m", "monitor add apic-faults severity critical every 2m")),
+    "monitor list": _builtin("monitor list", "the monitors and what they watch"),
+    "monitor remove": _builtin("monitor remove", "delete a monitor", (Param("id", Word("monitor id")),)),
+    "monitor pause": _builtin("monitor pause", "stop running a monitor for now", (Param("id", Word("monitor id")),)),
+    "monitor resume": _builtin("monitor resume", "run a paused monitor again", (Param("id", Word("monitor id")),)),
 }
+PLATFORMS = ("console", "matrix", "mattermost", "slack")
 # help and whoami only describe the asker's own rights: anyone may ask (and is audited).
 ALWAYS_ALLOWED = {"help", "whoami", "jobs", "cancel"}  # jobs/cancel: your own jobs only, unless jobs.all
 SEE_ALL_JOBS = "jobs.all"
@@ -76,7 +97,8 @@ class Request:
 
 class Bot:
     def __init__(self, registry: Registry, context: TaskContext, policy: AccessPolicy,
-                 audit: AuditLog | None = None, jobs: JobRunner | None = None) -> None:
+                 audit: AuditLog | None = None, jobs: JobRunner | None = None,
+                 monitors: MonitorService | None = None) -> None:
         cfg = context.config
         self.registry = registry
         for cmd in BUILTINS.values():
@@ -86,9 +108,24 @@ class Bot:
         self.audit = audit
         self.prefix = cfg.bot.prefix
         self.router = Router(registry, prefix=cfg.bot.prefix, names=(cfg.bot.name,))
+        self.monitors = monitors
         self.jobs = jobs or JobRunner(max_running_per_user=cfg.limits.running_jobs_per_user,
                                       rate_per_minute=cfg.limits.commands_per_minute)
         self.runner = Runner(context, cfg.limits.command_timeout, prefix=cfg.bot.prefix)
+
+    async def start(self) -> None:
+        """Start what runs on its own (the monitor schedule); adapters call this once."""
+        if self.monitors is not None and self.monitors.scheduler is None:
+            await self.monitors.start(self.context.config.monitor)
+
+    async def stop(self) -> None:
+        if self.monitors is not None:
+            await self.monitors.stop()
+
+    def add_notifier(self, platform: str, notifier: Notifier) -> None:
+        """An adapter offers to post monitor alerts to rooms of its platform."""
+        if self.monitors is not None:
+            self.monitors.notifiers[platform] = notifier
 
     async def handle(self, msg: Message) -> Reply | None:
         text = self.router.command_text(msg.text, direct=msg.direct, mentioned=msg.mentions_bot)
@@ -160,7 +197,56 @@ class Bot:
             return self.list_jobs(req)
         if inv.command.name == "cancel":
             return self.cancel_job(req, inv.args["job"])
+        if inv.command.name.startswith("monitor "):
+            return await self.monitor_command(req, inv.command.name.split()[1], inv.args)
         return await self.audit_rows(inv.args["count"])
+
+    async def monitor_command(self, req: Request, verb: str, args: dict[str, Any]) -> Result:
+        service = self.monitors
+        if service is None:
+            return Result(Status.FAILED, "monitoring is not running in this bot")
+        if verb == "list":
+            monitors = service.all()
+            if not monitors:
+                return Result(Status.OK, "no monitors")
+            rows = [[m.id, m.describe(), m.room, m.owner, "paused" if m.paused else "active"] for m in monitors]
+            return Result(Status.OK, f"{len(monitors)} monitors",
+                          [Table(["id", "checks", "alerts to", "owner", "state"], rows)])
+        if verb == "add":
+            return await self._add_monitor(req, args)
+        monitor = service.get(args["id"])
+        if monitor is None:
+            return invalid(f"no monitor {args['id'][:16]}; see {self.prefix}monitor list")
+        if monitor.source == "config" and verb == "remove":
+            return invalid(f"monitor {monitor.id} comes from the config file; remove it there")
+        if verb == "remove":
+            await asyncio.to_thread(service.remove, monitor.id)
+        else:
+            await asyncio.to_thread(service.set_paused, monitor.id, verb == "pause")
+        done = {"remove": "removed", "pause": "paused", "resume": "resumed"}[verb]
+        return Result(Status.OK, f"monitor {monitor.id} ({monitor.describe()}) {done}")
+
+    async def _add_monitor(self, req: Request, args: dict[str, Any]) -> Result:
+        service = self.monitors
+        assert service is not None
+        options = {k: args[k] for k in ("command", "expect", "reject", "below", "severity") if args.get(k)}
+        room = args.get("to") or req.msg.room
+        if room.partition(":")[0] not in PLATFORMS:
+            room = f"{req.msg.platform}:{room}"
+        try:
+            monitor = await asyncio.to_thread(
+                service.build, args["kind"], args["targets"], options, every=args["every"], room=room,
+                owner=req.principal.name, after=args["after"])
+        except UserError as err:
+            return invalid(str(err), self.prefix + BUILTINS["monitor add"].usage())
+        devices = list(monitor.options.get("devices") or
+                       [label for label, _ in monitor.options.get("targets", []) if label in self.context.inventory.devices])
+        decision = self.policy.check(req.principal, req.place, "monitor.add", devices)
+        if not decision.allowed:
+            return Result(Status.DENIED, f"monitor add: {decision.reason}")
+        await asyncio.to_thread(service.save, monitor)
+        return Result(Status.OK, f"monitor {monitor.id} added: {monitor.describe()}, alerts to {monitor.room} "
+                                 f"after {monitor.after} failures in a row")
 
     def _sees_all_jobs(self, req: Request) -> bool:
         return self.policy.may_run_somewhere(req.principal, req.place, SEE_ALL_JOBS)

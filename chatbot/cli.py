@@ -203,11 +203,13 @@ async def serve(config: Config) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    await bot.start()  # the monitor schedule
     runs = [asyncio.create_task(a.run()) for a in adapters]
     stopper = asyncio.create_task(stop.wait())
     done, _ = await asyncio.wait([*runs, stopper], return_when=asyncio.FIRST_COMPLETED)
     for adapter in adapters:
         await adapter.stop()
+    await bot.stop()
     for task in runs:
         task.cancel()
     await asyncio.gather(*runs, return_exceptions=True)

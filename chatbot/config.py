@@ -78,6 +78,7 @@ class LimitsConfig(Section):
     sessions_per_device: int = Field(default=1, ge=1, le=10)
     running_jobs_per_user: int = Field(default=3, ge=1)  # more queue, and the user sees the position
     commands_per_minute: int = Field(default=30, ge=1)  # per user; more are refused
+    monitor_min_interval: float = Field(default=10.0, gt=0)  # seconds between runs of one monitor, at least
     ping_count_max: int = Field(default=20, ge=1, le=1000)
     # Addresses the bot host itself may ping or trace; empty = any.
     host_probe_networks: list[str] = Field(default_factory=list)

@@ -6,13 +6,19 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
+from contextvars import ContextVar
+
+# Set by the monitoring service around its checks: their sessions come from a share of
+# the global cap, so monitoring never takes every slot from interactive users.
+background_work: ContextVar[bool] = ContextVar("background_work", default=False)
 
 
 class DeviceGate:
-    def __init__(self, per_device: int = 1, total: int = 50) -> None:
+    def __init__(self, per_device: int = 1, total: int = 50, background_share: float = 0.5) -> None:
         self.per_device = per_device
         self._total = threading.BoundedSemaphore(total)
+        self._background = threading.BoundedSemaphore(max(1, int(total * background_share)))
         self._lock = threading.Lock()
         self._per_device: dict[str, threading.BoundedSemaphore] = {}
 
@@ -24,9 +30,14 @@ class DeviceGate:
             return slot
 
     @contextmanager
-    def session(self, device: str) -> Iterator[None]:
+    def session(self, device: str, background: bool = False) -> Iterator[None]:
         """Hold a session slot on `device` (and one of the global slots) while inside."""
         slot = self._device_slot(device)
-        # Device first: a caller waiting on a busy device must not hold a global slot.
-        with slot, self._total:
+        with ExitStack() as held:
+            if background:
+                held.enter_context(self._background)
+            # Device before the global cap: a caller waiting on a busy device must not
+            # hold a global slot meanwhile.
+            held.enter_context(slot)
+            held.enter_context(self._total)
             yield

@@ -24,6 +24,7 @@ from scrapli.exceptions import (
 
 from chatbot.context import TaskContext
 from chatbot.jobs import Job, current_job
+from chatbot.limits import background_work
 from chatbot.results import Status
 
 CONNECTION = "scrapli"
@@ -44,10 +45,12 @@ def run_on_devices(ctx: TaskContext, devices: list[str], command: str, *,
                    textfsm: bool = False, timeout: float | None = None) -> list[DeviceOutput]:
     """Send `command` (already validated) to each device; one DeviceOutput per device, in order."""
     wanted = set(devices)
-    job = current_job.get()  # set by the job runner; carried into this thread
+    # Nornir's worker threads do not inherit context variables: read them here.
+    job = current_job.get()  # set by the job runner
+    background = background_work.get()  # set by the monitoring service
     nr = ctx.inventory.nornir.filter(filter_func=lambda host: host.name in wanted)
     # on_failed: Nornir otherwise skips, for good, every host that failed once.
-    results = nr.run(task=_send_command, command=command, ctx=ctx, textfsm=textfsm, job=job,
+    results = nr.run(task=_send_command, command=command, ctx=ctx, textfsm=textfsm, job=job, background=background,
                      timeout=timeout or ctx.config.limits.operation_timeout,
                      name=command, raise_on_error=False, on_failed=True)
     outputs = []
@@ -67,11 +70,11 @@ def run_on_devices(ctx: TaskContext, devices: list[str], command: str, *,
 
 
 def _send_command(task: Task, command: str, ctx: TaskContext, textfsm: bool,
-                  timeout: float, job: Job | None) -> NornirResult:
+                  timeout: float, job: Job | None, background: bool) -> NornirResult:
     name = task.host.name
     if job is not None and job.cancelled:  # queued devices of a cancelled job never start
         return NornirResult(host=task.host, result=DeviceOutput(name, False, error="cancelled before it started"))
-    with ctx.gate.session(name):
+    with ctx.gate.session(name, background=background):
         if job is not None and job.cancelled:
             return NornirResult(host=task.host, result=DeviceOutput(name, False, error="cancelled before it started"))
         started = time.monotonic()

@@ -20,7 +20,7 @@ import pytest
 import requests
 from nio import AsyncClient, AsyncClientConfig, RoomCreateResponse, RoomSendResponse
 
-from chatbot.lab import planted_secrets
+from chatbot.lab import Fault, planted_secrets
 from synapse_server import SynapseServer
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
@@ -46,7 +46,7 @@ def synapse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SynapseServer]
 def bot_config(synapse: SynapseServer, workdir: Path, user: str = "@netbot:localhost") -> dict[str, Any]:
     return {
         "bot": {"database": f"sqlite:///{workdir}/bot.sqlite"},
-        "limits": {"device_timeout": 5, "connect_timeout": 3},
+        "limits": {"device_timeout": 5, "connect_timeout": 3, "monitor_min_interval": 1},
         "matrix": {
             "homeserver": synapse.base_url, "user_id": user, "password": PASSWORD,
             "store_dir": str(workdir / "store"), "allowed_inviters": ["@alice:localhost", "@bob:localhost"],
@@ -108,6 +108,7 @@ class BotThread:
         self.adapter = MatrixAdapter(bot, load_matrix_config(config.matrix), ChatState(engine),
                                      BridgeResolver(config.bridges))
         self.stop_requested = asyncio.Event()
+        await bot.start()
         run = asyncio.create_task(self.adapter.run())
         waiter = asyncio.create_task(self.adapter.synced.wait())
         await asyncio.wait([run, waiter], return_when=asyncio.FIRST_COMPLETED)
@@ -116,6 +117,7 @@ class BotThread:
         await asyncio.wait([run, stop], return_when=asyncio.FIRST_COMPLETED)
         await self.adapter.stop()  # as `chatbot run` does on SIGTERM
         await run
+        await bot.stop()
 
     def start(self) -> BotThread:
         self.thread.start()
@@ -484,3 +486,24 @@ def test_commands_older_than_the_catch_up_age_are_not_run(synapse: SynapseServer
         run(scenario())
     finally:
         bot.stop()
+
+
+def test_monitor_alerts_reach_the_room(running_bot: BotThread, synapse: SynapseServer, lab: Any,
+                                       tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with Human(synapse, "alice", tmp_path / "alice") as alice:
+            room = await alice.room_with_bot()
+            [added] = _final(await alice.ask(room, "!monitor add ssh r11 every 1s after 2"))
+            assert "monitor " in body(added) and "alerts to matrix:" + room in body(added)
+            lab.set_fault("r11", Fault.DOWN)
+            alert = await alice.wait_for(lambda: next((e for e in alice.events if e.sender == "@netbot:localhost"
+                                                       and "1 down" in body(e)), None), "the alert")
+            assert "r11" in body(alert) and "connection refused" in body(alert)
+            assert alert.source["content"]["msgtype"] == "m.notice"
+            mid = body(added).split()[1]
+            [removed] = _final(await alice.ask(room, f"!monitor remove {mid}"))
+            assert "removed" in body(removed)
+    try:
+        run(scenario())
+    finally:
+        lab.set_fault("r11", None)

@@ -1,0 +1,389 @@
+"""Monitoring: checks on a schedule, alerts to a room on state changes only.
+
+Checks come from task modules (`@check_kind`), so the core knows no network. The
+schedule is APScheduler 3 with its SQLAlchemy job store in the bot's database: monitors
+survive a restart, and runs missed while the bot was down are coalesced into one.
+
+Alerting, per monitor and target: down after `after` consecutive failures (flap
+damping), back up with the outage's duration, a still-down reminder every
+`remind_every`; every change of one run goes out as one message, and devices of a site
+that all went down together are named as the site, not one line each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import json
+import logging
+import re
+import secrets
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from apscheduler.jobstores.base import JobLookupError
+from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from sqlalchemy import Boolean, Column, Float, Integer, MetaData, String, Table, Text, delete, insert, select, update
+from sqlalchemy.engine import Engine
+
+from chatbot.context import TaskContext
+from chatbot.errors import ArgumentError
+from chatbot.limits import background_work
+from chatbot.results import Result, Status, Table as ResultTable
+
+log = logging.getLogger(__name__)
+ATTRIBUTE = "__chatbot_check__"
+
+metadata = MetaData()
+monitors_table = Table(
+    "monitors", metadata,
+    Column("id", String(32), primary_key=True),
+    Column("kind", String(32), nullable=False),
+    Column("targets", Text, nullable=False),
+    Column("options", Text, nullable=False),  # JSON, as validated by the check kind
+    Column("interval", Float, nullable=False),
+    Column("room", String(255), nullable=False),  # platform:room
+    Column("owner", String(255), nullable=False),
+    Column("after", Integer, nullable=False),
+    Column("remind_every", Float, nullable=False),
+    Column("paused", Boolean, nullable=False, default=False),
+    Column("source", String(16), nullable=False),  # chat or config
+)
+state_table = Table(
+    "monitor_state", metadata,
+    Column("monitor_id", String(32), primary_key=True),
+    Column("target", String(255), primary_key=True),
+    Column("status", String(8), nullable=False),  # up, down
+    Column("failures", Integer, nullable=False),
+    Column("first_failure", Float),
+    Column("down_since", Float),
+    Column("last_notified", Float),
+    Column("detail", Text),
+)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    ok: bool
+    detail: str = ""
+    site: str | None = None  # lets a site outage be reported as one line
+
+
+@dataclass(frozen=True)
+class CheckKind:
+    """A kind of check, declared by a task module. `validate` turns the user's targets
+    and options into what `run` needs (raising ArgumentError); `run` is synchronous and
+    returns an Outcome per target."""
+
+    name: str
+    summary: str
+    options: tuple[str, ...]
+    validate: Callable[[TaskContext, str, dict[str, str]], dict[str, Any]]
+    run: Callable[[TaskContext, dict[str, Any]], dict[str, Outcome]]
+
+
+def check_kind(name: str, *, summary: str, options: tuple[str, ...] = (),
+               validate: Callable[[TaskContext, str, dict[str, str]], dict[str, Any]]
+               ) -> Callable[[Callable[..., dict[str, Outcome]]], Callable[..., dict[str, Outcome]]]:
+    def mark(run: Callable[..., dict[str, Outcome]]) -> Callable[..., dict[str, Outcome]]:
+        setattr(run, ATTRIBUTE, CheckKind(name, summary, options, validate, run))
+        return run
+    return mark
+
+
+@dataclass
+class Monitor:
+    id: str
+    kind: str
+    targets: str
+    options: dict[str, Any]
+    interval: float
+    room: str
+    owner: str
+    after: int = 2
+    remind_every: float = 3600.0
+    paused: bool = False
+    source: str = "chat"
+
+    def describe(self) -> str:
+        opts = " ".join(f"{k} {v}" for k, v in self.options.items() if k != "targets_resolved" and v not in (None, ""))
+        return f"{self.kind} {self.targets}{' ' + opts if opts else ''} every {format_interval(self.interval)}"
+
+
+_DURATION = re.compile(r"^(\d{1,6})([smhd]?)$")
+
+
+def parse_interval(text: str) -> float:
+    m = _DURATION.match(text.strip().lower())
+    if not m:
+        raise ArgumentError(f"'{text[:20]}' is not an interval; write 30s, 1m, 5m or 1h")
+    return int(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
+
+
+def format_interval(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
+
+
+Notifier = Callable[[str, Result], Awaitable[None]]  # (room without platform, result)
+_service: MonitorService | None = None
+
+
+async def run_scheduled(monitor_id: str) -> None:
+    """What APScheduler stores and calls: a module-level function, found by name after a
+    restart; the live service is looked up here."""
+    if _service is not None:
+        await _service.run_now(monitor_id)
+
+
+@dataclass
+class MonitorService:
+    context: TaskContext
+    engine: Engine
+    kinds: dict[str, CheckKind]
+    executor: Any  # the runner's thread pool: checks share the task threads
+    min_interval: float = 10.0
+    first_run_now: bool = True  # a new monitor checks at once, not one interval later
+    notifiers: dict[str, Notifier] = field(default_factory=dict)
+    scheduler: AsyncIOScheduler | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        metadata.create_all(self.engine)
+
+    # --- lifecycle ----------------------------------------------------------------
+    async def start(self, static: list[dict[str, Any]] | None = None) -> None:
+        global _service
+        _service = self
+        self.scheduler = AsyncIOScheduler(
+            jobstores={"default": SQLAlchemyJobStore(engine=self.engine, tablename="apscheduler_jobs")},
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 300},
+            timezone=timezone.utc,
+        )
+        self.scheduler.start()
+        for number, raw in enumerate(static or [], 1):
+            self._add_static(number, raw)
+
+    async def stop(self) -> None:
+        global _service
+        if self.scheduler is not None and self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
+        if _service is self:
+            _service = None
+
+    def _add_static(self, number: int, raw: dict[str, Any]) -> None:
+        """[[monitor]] from the config: same fields as the chat command."""
+        raw = dict(raw)
+        try:
+            kind, targets, room = raw.pop("kind"), raw.pop("targets"), raw.pop("room")
+        except KeyError as err:
+            raise ArgumentError(f"[[monitor]] number {number} needs {err.args[0]}") from None
+        every = str(raw.pop("every", "1m"))
+        after = int(raw.pop("after", 2))
+        remind = str(raw.pop("remind_every", "1h"))
+        monitor = self.build(kind, str(targets), {k: str(v) for k, v in raw.items()}, every=every,
+                             room=str(room), owner="config", after=after, remind_every=remind,
+                             monitor_id=f"config-{number}")
+        monitor.source = "config"
+        self.save(monitor)
+
+    # --- definitions ----------------------------------------------------------------
+    def build(self, kind: str, targets: str, options: dict[str, str], *, every: str, room: str, owner: str,
+              after: int = 2, remind_every: str = "1h", monitor_id: str | None = None) -> Monitor:
+        check = self.kinds.get(kind)
+        if check is None:
+            raise ArgumentError(f"unknown check '{kind}'; checks are {', '.join(sorted(self.kinds))}")
+        unknown = set(options) - set(check.options)
+        if unknown:
+            raise ArgumentError(f"{kind} checks take no '{sorted(unknown)[0]}'")
+        interval = parse_interval(every)
+        if interval < self.min_interval:
+            raise ArgumentError(f"checks run at most every {format_interval(self.min_interval)}")
+        spec = check.validate(self.context, targets, options)
+        if ":" not in room:
+            raise ArgumentError(f"'{room}' is not a room (platform:room)")
+        return Monitor(monitor_id or secrets.token_hex(3), kind, targets, spec, interval, room, owner,
+                       after=max(1, after), remind_every=parse_interval(remind_every))
+
+    def save(self, monitor: Monitor) -> None:
+        row = {"id": monitor.id, "kind": monitor.kind, "targets": monitor.targets,
+               "options": json.dumps(monitor.options), "interval": monitor.interval, "room": monitor.room,
+               "owner": monitor.owner, "after": monitor.after, "remind_every": monitor.remind_every,
+               "paused": monitor.paused, "source": monitor.source}
+        with self._lock, self.engine.begin() as conn:
+            conn.execute(delete(monitors_table).where(monitors_table.c.id == monitor.id))
+            conn.execute(insert(monitors_table).values(**row))
+        assert self.scheduler is not None
+        self.scheduler.add_job(run_scheduled, "interval", seconds=monitor.interval, id=monitor.id,
+                               args=[monitor.id], replace_existing=True,
+                               **({"next_run_time": datetime.now(timezone.utc)} if self.first_run_now else {}))
+        if monitor.paused:
+            self.scheduler.pause_job(monitor.id)
+
+    def get(self, monitor_id: str) -> Monitor | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(monitors_table).where(monitors_table.c.id == monitor_id)).first()
+        return _monitor(row._mapping) if row else None
+
+    def all(self) -> list[Monitor]:
+        with self.engine.connect() as conn:
+            return [_monitor(r._mapping) for r in conn.execute(select(monitors_table).order_by(monitors_table.c.id))]
+
+    def remove(self, monitor_id: str) -> None:
+        with self._lock, self.engine.begin() as conn:
+            conn.execute(delete(monitors_table).where(monitors_table.c.id == monitor_id))
+            conn.execute(delete(state_table).where(state_table.c.monitor_id == monitor_id))
+        try:
+            assert self.scheduler is not None
+            self.scheduler.remove_job(monitor_id)
+        except JobLookupError:
+            pass
+
+    def set_paused(self, monitor_id: str, paused: bool) -> None:
+        with self._lock, self.engine.begin() as conn:
+            conn.execute(update(monitors_table).where(monitors_table.c.id == monitor_id).values(paused=paused))
+        assert self.scheduler is not None
+        (self.scheduler.pause_job if paused else self.scheduler.resume_job)(monitor_id)
+
+    # --- running ------------------------------------------------------------------
+    async def run_now(self, monitor_id: str) -> Result | None:
+        """One run of a monitor: check, update states, alert on changes. Returns the alert."""
+        monitor = self.get(monitor_id)
+        if monitor is None or monitor.paused:
+            return None
+        check = self.kinds[monitor.kind]
+        loop = asyncio.get_running_loop()
+
+        def work() -> dict[str, Outcome]:
+            background_work.set(True)  # device sessions come from the background share
+            return check.run(self.context, monitor.options)
+
+        try:
+            # a fresh context per run: the flag must not stick to the pooled thread
+            outcomes = await loop.run_in_executor(self.executor, contextvars.copy_context().run, work)
+        except Exception as err:
+            log.exception("monitor %s failed to run", monitor_id)
+            outcomes = {"(check)": Outcome(False, f"the check failed to run: {type(err).__name__}")}
+        alert = await asyncio.to_thread(self._evaluate, monitor, outcomes, time.time())
+        if alert is not None:
+            await self._notify(monitor, alert)
+        return alert
+
+    def _evaluate(self, monitor: Monitor, outcomes: dict[str, Outcome], now: float) -> Result | None:
+        with self._lock, self.engine.begin() as conn:
+            states = {r.target: dict(r._mapping) for r in conn.execute(
+                select(state_table).where(state_table.c.monitor_id == monitor.id))}
+            downs, ups, reminders = [], [], []
+            for target in set(outcomes) | set(states):
+                outcome = outcomes.get(target, Outcome(True))  # a target that vanished (a fault cleared) is fine
+                st = states.get(target) or {"monitor_id": monitor.id, "target": target, "status": "up",
+                                            "failures": 0, "first_failure": None, "down_since": None,
+                                            "last_notified": None, "detail": ""}
+                if outcome.ok:
+                    if st["status"] == "down":
+                        ups.append((target, outcome, now - (st["down_since"] or now)))
+                    st.update(status="up", failures=0, first_failure=None, down_since=None, detail="")
+                else:
+                    st["failures"] += 1
+                    st["first_failure"] = st["first_failure"] or now
+                    st["detail"] = outcome.detail
+                    if st["status"] != "down" and st["failures"] >= monitor.after:
+                        st.update(status="down", down_since=st["first_failure"], last_notified=now)
+                        downs.append((target, outcome))
+                    elif st["status"] == "down" and now - (st["last_notified"] or now) >= monitor.remind_every:
+                        st["last_notified"] = now
+                        reminders.append((target, outcome, now - st["down_since"]))
+                conn.execute(delete(state_table).where((state_table.c.monitor_id == monitor.id)
+                                                       & (state_table.c.target == target)))
+                if outcome.ok and target not in outcomes:
+                    continue  # forget vanished targets
+                conn.execute(insert(state_table).values(**st))
+        if not (downs or ups or reminders):
+            return None
+        return self._alert(monitor, downs, ups, reminders)
+
+    def _alert(self, monitor: Monitor, downs: list, ups: list, reminders: list) -> Result:  # type: ignore[type-arg]
+        rows: list[list[str]] = []
+        parts: list[str] = []
+        down_names = {t for t, _ in downs}
+        dark_sites = self._dark_sites(down_names)
+        shown_dark: set[str] = set()
+        for target, outcome in sorted(downs):
+            site = self._site_of(target)
+            if site in dark_sites:
+                if site not in shown_dark:
+                    shown_dark.add(site)
+                    members = sorted(t for t in down_names if self._site_of(t) == site)
+                    rows.append([f"site {site}", "DOWN", f"all {len(members)} devices: {', '.join(members)}"])
+                continue
+            rows.append([target, "DOWN", outcome.detail])
+        for target, outcome, duration in sorted(reminders):
+            rows.append([target, "still down", f"for {_duration(duration)}: {outcome.detail}"])
+        for target, _, duration in sorted(ups):
+            rows.append([target, "up", f"back after {_duration(duration)}"])
+        if downs:
+            parts.append(f"{len(downs)} down" + (f" (site {', '.join(sorted(dark_sites))} dark)" if dark_sites else ""))
+        if reminders:
+            parts.append(f"{len(reminders)} still down")
+        if ups:
+            parts.append(f"{len(ups)} back up")
+        status = Status.FAILED if downs or reminders else Status.OK
+        return Result(status, f"monitor {monitor.id} ({monitor.describe()}): {', '.join(parts)}",
+                      [ResultTable(["target", "state", "detail"], rows)])
+
+    def _site_of(self, target: str) -> str | None:
+        device = self.context.inventory.devices.get(target)
+        return device.site if device else None
+
+    def _dark_sites(self, down: set[str]) -> set[str]:
+        """Sites whose every device went down in this one run (at least two devices)."""
+        sites: dict[str, list[str]] = {}
+        for device in self.context.inventory.devices.values():
+            if device.site:
+                sites.setdefault(device.site, []).append(device.name)
+        return {s for s, members in sites.items() if len(members) > 1 and set(members) <= down}
+
+    async def _notify(self, monitor: Monitor, alert: Result) -> None:
+        platform, _, room = monitor.room.partition(":")
+        notifier = self.notifiers.get(platform)
+        if notifier is None:
+            log.warning("monitor %s: no %s adapter to alert %s: %s", monitor.id, platform, monitor.room, alert.summary)
+            return
+        try:
+            await notifier(room, alert)
+        except Exception as err:
+            log.warning("monitor %s: alert to %s failed: %s", monitor.id, monitor.room, err)
+
+
+def _monitor(row: Any) -> Monitor:
+    return Monitor(id=row["id"], kind=row["kind"], targets=row["targets"], options=json.loads(row["options"]),
+                   interval=row["interval"], room=row["room"], owner=row["owner"], after=row["after"],
+                   remind_every=row["remind_every"], paused=row["paused"], source=row["source"])
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds < 90:
+        return f"{seconds} s"
+    if seconds < 5400:
+        return f"{seconds // 60} min"
+    return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+
+
+def load_check_kinds(package: str = "tasks") -> dict[str, CheckKind]:
+    from chatbot.plugins import _package_modules
+
+    kinds: dict[str, CheckKind] = {}
+    for module in _package_modules(package):
+        for obj in vars(module).values():
+            kind = getattr(obj, ATTRIBUTE, None)
+            if isinstance(kind, CheckKind):
+                kinds[kind.name] = kind
+    return kinds

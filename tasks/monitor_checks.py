@@ -1,0 +1,166 @@
+"""What monitors can check: reachability (ICMP, SSH), a show command's output, and
+the ACI fabric (health score, faults). The scheduling and alerting are the core's."""
+
+from __future__ import annotations
+
+import re
+import socket
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from chatbot.context import TaskContext
+from chatbot.errors import ArgumentError, TaskFailure
+from chatbot.inventory import is_ip_address
+from chatbot.monitoring import Outcome, check_kind
+from tasks._apic_client import client_for
+from tasks._device import run_on_devices
+from tasks._icmp import ping_many_blocking
+from tasks._probe import check_host_probe_allowed
+from tasks.show import ShowCommandText, _check_platforms
+
+SSH_TIMEOUT = 5.0
+MAX_PARALLEL_SSH_PROBES = 100
+
+
+def _devices_or_addresses(ctx: TaskContext, targets: str) -> list[tuple[str, str]]:
+    """`group:core`, `r1,r2`, `10.0.0.1`: (label, address) pairs, validated now."""
+    found: list[tuple[str, str]] = []
+    for item in filter(None, (t.strip() for t in targets.split(","))):
+        if is_ip_address(item):
+            check_host_probe_allowed(ctx, item)
+            found.append((item, item))
+        else:
+            for name in ctx.inventory.resolve(item):
+                found.append((name, ctx.inventory.devices[name].address))
+    if not found:
+        raise ArgumentError("no targets given")
+    return found
+
+
+def _site(ctx: TaskContext, name: str) -> str | None:
+    device = ctx.inventory.devices.get(name)
+    return device.site if device else None
+
+
+def _validate_ping(ctx: TaskContext, targets: str, options: dict[str, str]) -> dict[str, Any]:
+    pairs = _devices_or_addresses(ctx, targets)
+    for _, address in pairs:
+        check_host_probe_allowed(ctx, address)
+    return {"targets": pairs}
+
+
+@check_kind("ping", summary="the bot host pings devices or addresses", validate=_validate_ping)
+def ping_check(ctx: TaskContext, spec: dict[str, Any]) -> dict[str, Outcome]:
+    pairs = [tuple(p) for p in spec["targets"]]
+    results = ping_many_blocking([address for _, address in pairs], count=2, timeout=1.0)
+    out = {}
+    for label, address in pairs:
+        r = results[address]
+        detail = f"answers in {r.rtt_ms:.1f} ms" if r.alive and r.rtt_ms is not None else (r.error or "no answer")
+        out[label] = Outcome(r.alive, detail, _site(ctx, label))
+    return out
+
+
+def _validate_devices(ctx: TaskContext, targets: str, options: dict[str, str]) -> dict[str, Any]:
+    return {"devices": ctx.inventory.resolve(targets)}
+
+
+@check_kind("ssh", summary="devices accept SSH connections (banner within 5 s)", validate=_validate_devices)
+def ssh_check(ctx: TaskContext, spec: dict[str, Any]) -> dict[str, Outcome]:
+    devices = spec["devices"]
+    with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_SSH_PROBES, len(devices))) as pool:
+        details = dict(zip(devices, pool.map(lambda d: _ssh_banner(ctx, d), devices)))
+    return {d: Outcome(detail is None, detail or "SSH answers", _site(ctx, d)) for d, detail in details.items()}
+
+
+def _ssh_banner(ctx: TaskContext, name: str) -> str | None:
+    """None when the device answers with an SSH banner, else why not."""
+    info = ctx.inventory.devices[name]
+    try:
+        with socket.create_connection((info.address, info.port or 22), timeout=SSH_TIMEOUT) as sock:
+            sock.settimeout(SSH_TIMEOUT)
+            banner = sock.recv(256)
+    except ConnectionRefusedError:
+        return "connection refused"
+    except (socket.timeout, TimeoutError):
+        return f"no answer within {SSH_TIMEOUT:g} s"
+    except OSError as err:
+        return f"unreachable ({err.strerror or err})"
+    return None if banner.startswith(b"SSH-") else "answers, but not with SSH"
+
+
+def _validate_show(ctx: TaskContext, targets: str, options: dict[str, str]) -> dict[str, Any]:
+    devices = ctx.inventory.resolve(targets)
+    if "command" not in options:
+        raise ArgumentError("a show check needs: command <show command>")
+    request = ShowCommandText().parse(options["command"].removeprefix("show ").strip(), ctx)
+    _check_platforms(ctx, devices, request)
+    if ("expect" in options) == ("reject" in options):
+        raise ArgumentError("a show check needs exactly one of: expect <regex>, reject <regex>")
+    pattern = options.get("expect") or options["reject"]
+    try:
+        re.compile(pattern)
+    except re.error as err:
+        raise ArgumentError(f"'{pattern[:40]}' is not a valid regular expression: {err}") from None
+    return {"devices": devices, "command": request.text, "pattern": pattern, "expect": "expect" in options}
+
+
+@check_kind("show", summary="a show command's output must (expect) or must not (reject) match a pattern",
+            options=("command", "expect", "reject"), validate=_validate_show)
+def show_check(ctx: TaskContext, spec: dict[str, Any]) -> dict[str, Outcome]:
+    pattern = re.compile(spec["pattern"])
+    out = {}
+    for o in run_on_devices(ctx, spec["devices"], spec["command"]):
+        if not o.ok:
+            out[o.device] = Outcome(False, o.error, _site(ctx, o.device))
+            continue
+        found = pattern.search(o.output) is not None
+        ok = found if spec["expect"] else not found
+        detail = ("matches" if found else "does not match") + f" /{spec['pattern']}/"
+        out[o.device] = Outcome(ok, detail, _site(ctx, o.device))
+    return out
+
+
+def _validate_apic(ctx: TaskContext, targets: str, options: dict[str, str]) -> dict[str, Any]:
+    name = None if targets in ("", "default") else targets
+    endpoint = ctx.apic(name)
+    spec: dict[str, Any] = {"apic": endpoint.name}
+    if "below" in options:
+        if not options["below"].isdigit() or not 0 < int(options["below"]) <= 100:
+            raise ArgumentError("below takes a health score from 1 to 100")
+        spec["below"] = int(options["below"])
+    if "severity" in options:
+        if options["severity"] not in ("critical", "major", "minor", "warning"):
+            raise ArgumentError("severity is one of critical, major, minor, warning")
+        spec["severity"] = options["severity"]
+    return spec
+
+
+@check_kind("apic-health", summary="ACI fabric health stays at or above a score (below N, default 80)",
+            options=("below",), validate=_validate_apic)
+def apic_health_check(ctx: TaskContext, spec: dict[str, Any]) -> dict[str, Outcome]:
+    below = spec.get("below", 80)
+    key = f"{spec['apic']} fabric"
+    try:
+        scores = client_for(ctx.apic(spec["apic"])).get_class("fabricHealthTotal")
+    except TaskFailure as err:
+        return {key: Outcome(False, str(err))}
+    fabric = next((a for a in scores if a.get("dn") == "topology/health"), None)
+    if fabric is None:
+        return {key: Outcome(False, "the APIC returned no fabric health")}
+    score = int(fabric.get("cur", "0") or 0)
+    return {key: Outcome(score >= below, f"health {score} (alert below {below})")}
+
+
+@check_kind("apic-faults", summary="no active ACI faults of a severity (severity S, default critical)",
+            options=("severity",), validate=_validate_apic)
+def apic_faults_check(ctx: TaskContext, spec: dict[str, Any]) -> dict[str, Outcome]:
+    severity = spec.get("severity", "critical")
+    try:
+        faults = client_for(ctx.apic(spec["apic"])).get_class(
+            "faultInst", params={"query-target-filter": f'eq(faultInst.severity,"{severity}")'}, node=True)
+    except TaskFailure as err:
+        return {f"{spec['apic']} API": Outcome(False, str(err))}
+    # one target per fault: a new fault alerts once, and its clearing is a recovery
+    return {f"{spec['apic']} {f.get('code', '?')} {f.get('dn', '')}": Outcome(False, f.get("descr", "")[:120])
+            for f in faults}
