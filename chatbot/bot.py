@@ -280,11 +280,12 @@ class Bot:
         if topic:
             return self._help_for(req, topic)
         allowed = [c for c in self.registry if self._may_run(req, c)]
-        rows = [[f"{self.prefix}{c.usage()}", c.summary] for c in allowed if c.name not in ALWAYS_ALLOWED]
+        rows = [[f"{self.prefix}{c.short_usage()}", c.summary] for c in allowed if c.name not in ALWAYS_ALLOWED]
+        rows += [[f"{self.prefix}{BUILTINS[n].usage()}", BUILTINS[n].summary] for n in ("jobs", "cancel")]
         rows = [[f"{self.prefix}{BUILTINS[n].usage()}", BUILTINS[n].summary] for n in ("help", "whoami")] + rows
         note = ("Targets: a device (r1), a list (r1,r2), group:NAME, site:NAME or all. "
                 f"{self.prefix}help <command> shows details and examples.")
-        if len(rows) == 2:
+        if len(rows) == 4:
             note = "You may not run any network command here; ask the bot's operators for access."
         return Result(Status.OK, "Commands you can run here:", [Table(["usage", "what it does"], rows), Note(note)])
 

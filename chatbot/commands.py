@@ -34,6 +34,14 @@ class Command:
     def usage(self) -> str:
         return " ".join([self.name, *(p.usage() for p in self.params)])
 
+    def short_usage(self) -> str:
+        """For the help list: many optional keywords fold into [options]."""
+        optional_keywords = [p for p in self.params if p.keyword and p.optional and not p.bare_ok]
+        if len(optional_keywords) <= 3:
+            return self.usage()
+        shown = [p.usage() for p in self.params if p not in optional_keywords]
+        return " ".join([self.name, *shown, "[options]"])
+
 
 def command(name: str, *, summary: str, params: list[Param] | None = None,
             permission: str | None = None, aliases: list[str] | None = None,
