@@ -113,6 +113,10 @@ class BridgeResolver:
             else:
                 self.puppets.append(_puppet(name, cfg))
 
+    def relay_accounts(self, platform: str) -> frozenset[str]:
+        """The accounts that relay other people's messages on `platform`."""
+        return frozenset(a for r in self.relays if r.platform == platform for a in r.accounts)
+
     def resolve(self, platform: str, account: str, text: str, display_name: str = "") -> Resolved:
         """The identity behind `account`'s message on `platform`, and the command text."""
         for relay in self.relays:

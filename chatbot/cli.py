@@ -177,7 +177,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not platforms:
         raise UserError(f"{args.config}: no [matrix], [mattermost] or [slack] section; "
                         "to chat in this terminal use: chatbot shell --config FILE")
-    missing = [p for p in platforms if p != "matrix"]
+    missing = [p for p in platforms if p not in ("matrix", "slack")]
     if missing:
         raise UserError(f"the {', '.join(missing)} adapter is not part of this version yet")
     return asyncio.run(serve(config))
@@ -197,8 +197,15 @@ async def serve(config: Config) -> int:
     bot = build_bot(config, audit=AuditLog(engine))
     bridges = BridgeResolver(config.bridges)
     adapters = []
+    state = ChatState(engine)
+    # Claims only guard against replays, which come within minutes: keep them as long as the audit.
+    await asyncio.to_thread(state.forget_older_than, config.audit.retention_days)
     if config.matrix is not None:
-        adapters.append(MatrixAdapter(bot, load_matrix_config(config.matrix), ChatState(engine), bridges))
+        adapters.append(MatrixAdapter(bot, load_matrix_config(config.matrix), state, bridges))
+    if config.slack is not None:
+        from adapters.slack import SlackAdapter, load_slack_config
+
+        adapters.append(SlackAdapter(bot, load_slack_config(config.slack), state, bridges))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -229,6 +236,14 @@ def cmd_check(args: argparse.Namespace) -> int:
     from adapters.bridges import BridgeResolver
 
     BridgeResolver(config.bridges)  # bridge patterns and relay formats
+    if config.matrix is not None:
+        from adapters.matrix import load_matrix_config
+
+        load_matrix_config(config.matrix).secret("password")
+    if config.slack is not None:
+        from adapters.slack import load_slack_config
+
+        load_slack_config(config.slack).tokens()  # reads both secrets, checks their kinds
     ctx = bot.context
     for name in ctx.apic_names():
         ctx.apic(name)  # resolves the password reference: a missing secret is an error here

@@ -1,0 +1,595 @@
+"""Slack adapter on slack_sdk Socket Mode: one outbound websocket, no public endpoint.
+
+Two tokens: the app-level token (xapp-, scope connections:write) opens the websocket
+through apps.connections.open; the bot token (xoxb-) does everything else.
+
+Protocol decisions:
+- Every envelope is acknowledged at once, by its envelope_id, before anything else is
+  looked at (Slack's 3-second rule); the answer follows through the Web API.
+- Exactly once. Slack delivers an envelope again when its ack did not arrive in time
+  (retry_attempt > 0, possibly under a new envelope id), and an ack can die with a dropped
+  socket. So a message is claimed in the bot's database by `channel:ts` before it runs
+  (one key for the `app_mention` and the `message` event of the same message), a slash
+  command by its trigger_id. Socket Mode never replays what was sent while the bot was
+  away, so there is no catch-up.
+- Slash commands (`/netbot ping r1`) are answered with chat.postMessage in the channel,
+  as a new message that names the asker and the command (nobody else saw the command),
+  so the answer can be edited from "working on it…", carry its files in its thread and
+  stay in the channel's history. Where the bot cannot post (not a member, or a DM
+  between other people) the answer goes to the command's response_url as an ephemeral
+  message, without files.
+- Bots are ignored: the bot itself (its user id and bot id from auth.test; Slack echoes
+  its posts back), any message with a bot_id or subtype bot_message, edits, joins and
+  other subtypes. The one exception is a configured matterbridge relay
+  (`[bridges.x] type = "matterbridge", platform = "slack", accounts = ["B…" or "U…"]`):
+  its messages go through BridgeResolver, which reads the relayed nick from the text
+  prefix (or, when matterbridge puts the nick in its username override, from that) and
+  yields a weak identity that only `relayed:` grants match. An unconfigured relay's
+  echoes, including commands already answered on the other side of the bridge, are
+  ignored like any bot's.
+- Identity: a Slack user is `slack:U…`, the same identity a mautrix-slack or
+  matrix-appservice-slack puppet resolves to, so rights follow the person.
+- Reconnection is slack_sdk's (it reconnects on `disconnect` envelopes, on a closed
+  socket, and on stale pings), with three changes in `_SocketModeClient`: each
+  connection attempt takes a fresh ticket (a wss URL is single-use; the SDK would retry a
+  used one forever), failures back off with one log line instead of a traceback every
+  ping interval, and a refused app token stops the adapter (FatalSlackError) instead of
+  retrying forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import json
+import logging
+import re
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from aiohttp import WSMessage
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
+from slack_sdk.socket_mode.aiohttp import SocketModeClient
+from slack_sdk.socket_mode.request import SocketModeRequest
+from slack_sdk.socket_mode.response import SocketModeResponse
+from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.webhook.async_client import AsyncWebhookClient
+
+from adapters.bridges import BridgeResolver, Resolved
+from adapters.common import WORKING, answer_with_progress, short_error
+from chatbot.bot import Bot
+from chatbot.config import ConfigError
+from chatbot.errors import UserError
+from chatbot.message import Message, Reply
+from chatbot.render import STATUS_MARK, Attachment, render_text, split_attachments, table_lines
+from chatbot.results import Note, Result, Status, TextBlock
+from chatbot.secrets import resolve_secret
+from chatbot.state import ChatState
+
+log = logging.getLogger(__name__)
+sdk_log = logging.getLogger(__name__ + ".socket_mode")
+
+PLATFORM = "slack"
+BACKOFF_FIRST, BACKOFF_MAX = 1.0, 60.0
+SECRETS = ("app_token", "bot_token")
+# Errors no retry can fix: the token is wrong, revoked, of the wrong kind, or lacks a scope.
+FATAL_ERRORS = {"invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired",
+                "not_allowed_token_type", "missing_scope", "no_permission", "team_access_not_granted"}
+NOT_POSTABLE = {"not_in_channel", "channel_not_found", "is_archived"}
+MAX_TEXT = 12000  # longer answers go out as a file (Slack cuts messages at 40,000 characters, and folds long ones)
+EPHEMERAL = "ephemeral"  # the "ts" of an answer that went to a response_url
+USER_SUBTYPES = {None, "thread_broadcast"}  # a person's message; edits, joins, file shares... are not commands
+
+
+class FatalSlackError(UserError):
+    """Retrying would not help (a refused or wrong token): stop and say why."""
+
+
+class SlackConfig(BaseModel):
+    model_config = ConfigDict(extra="allow")  # app_token[_env|_file], bot_token[_env|_file]
+
+    base_url: str = "https://slack.com/api/"
+    slash_command: str | None = None  # e.g. "/netbot"; None = whatever slash command the app is sent
+    allowed_channels: list[str] = Field(default_factory=list)  # channel id patterns; empty = any the bot is in
+    attachment_lines: int = Field(default=40, ge=1)
+    progress_after: float = Field(default=2.0, ge=0)
+    ping_interval: float = Field(default=5.0, gt=0)  # websocket ping; a dead socket is noticed within ~2x this
+
+    @field_validator("base_url")
+    @classmethod
+    def _slash_at_end(cls, value: str) -> str:
+        if not value.startswith(("https://", "http://")):
+            raise ValueError("must be an http(s) URL such as https://slack.com/api/")
+        return value if value.endswith("/") else value + "/"
+
+    @field_validator("slash_command")
+    @classmethod
+    def _slash(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"/[a-z0-9_-]{1,31}", value):
+            raise ValueError("must look like /netbot (lower case, at most 32 characters)")
+        return value
+
+    def secret(self, name: str) -> str | None:
+        return resolve_secret(dict(self.model_extra or {}), name, "slack")
+
+    def tokens(self) -> tuple[str, str]:
+        """(app-level token, bot token), resolved and checked for their kind; no network."""
+        app, bot = self.secret("app_token"), self.secret("bot_token")
+        if not app or not bot:
+            raise FatalSlackError("[slack] needs app_token and bot_token (or their _env / _file forms)")
+        if not app.startswith("xapp-"):
+            raise FatalSlackError("[slack] app_token must be an app-level token (xapp-…, scope connections:write)")
+        if not bot.startswith("xoxb-"):
+            raise FatalSlackError("[slack] bot_token must be a bot token (xoxb-…)")
+        return app, bot
+
+
+def load_slack_config(raw: dict[str, Any]) -> SlackConfig:
+    try:
+        cfg = SlackConfig.model_validate(raw)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(map(str, first["loc"])) or "slack"
+        raise ConfigError(f"[slack] {where}: {first['msg'].removeprefix('Value error, ')}") from None
+    extra = dict(cfg.model_extra or {})
+    known = {f"{s}{x}" for s in SECRETS for x in ("", "_env", "_file")}
+    unknown = set(extra) - known
+    if unknown:
+        raise ConfigError(f"[slack] unknown setting {sorted(unknown)[0]}")
+    for name in SECRETS:
+        given = [k for k in (name, f"{name}_env", f"{name}_file") if extra.get(k)]
+        if not given:
+            raise ConfigError(f"[slack] needs {name}, {name}_env or {name}_file")
+        if len(given) > 1:
+            raise ConfigError(f"[slack] sets {' and '.join(given)}: give only one")
+    return cfg
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where an answer goes."""
+
+    channel: str
+    thread_ts: str | None  # None: a new top-level message (slash commands)
+    header: str = ""  # above the answer: who ran which slash command
+    response_url: str | None = None  # fallback where the bot cannot post
+
+
+class SlackAdapter:
+    def __init__(self, bot: Bot, cfg: SlackConfig, state: ChatState, bridges: BridgeResolver) -> None:
+        self.bot = bot
+        self.cfg = cfg
+        self.state = state
+        self.bridges = bridges
+        self.relay_accounts = set(bridges.relay_accounts(PLATFORM))
+        self.web: AsyncWebClient | None = None
+        self.socket: _SocketModeClient | None = None
+        self.user_id: str | None = None
+        self.bot_id: str | None = None
+        self.team_id: str | None = None
+        self.ready = asyncio.Event()  # set at the first `hello`
+        self._stopping = asyncio.Event()
+        self._fatal: FatalSlackError | None = None
+        self._fatal_event = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._im_user: dict[str, str | None] = {}  # channel -> the person of the bot's DM, None if not one
+
+    @property
+    def in_flight(self) -> int:
+        """Envelopes being handled or answered right now."""
+        return len(self._tasks)
+
+    # --- lifecycle ----------------------------------------------------------------
+    async def run(self) -> None:
+        app_token, bot_token = self.cfg.tokens()
+        self.web = AsyncWebClient(token=bot_token, base_url=self.cfg.base_url, logger=sdk_log)
+        # chat.postMessage allows about one message per second and channel: a burst of
+        # answers waits for Slack's Retry-After instead of failing
+        self.web.retry_handlers.append(AsyncRateLimitErrorRetryHandler(max_retry_count=2))
+        backoff = BACKOFF_FIRST
+        while not self._stopping.is_set():  # Slack unreachable: retry; token refused: stop
+            try:
+                await self._whoami()
+                break
+            except FatalSlackError:
+                raise
+            except Exception as err:
+                log.warning("slack: auth.test failed (%s); retrying in %.0f s", short_error(err), backoff)
+                await self._pause(backoff)
+                backoff = min(backoff * 2, BACKOFF_MAX)
+        if self._stopping.is_set():
+            return
+        self.socket = _SocketModeClient(app_token, logger=sdk_log, web_client=self.web,
+                                        ping_interval=self.cfg.ping_interval, on_fatal=self._on_fatal)
+        self.socket.socket_mode_request_listeners.append(self._on_request)
+        self.socket.on_message_listeners.append(self._on_frame)
+        async with self.socket.connect_operation_lock:
+            await self.socket.connect()  # until connected, stopped, or the app token is refused
+        stop = asyncio.create_task(self._stopping.wait())
+        fatal = asyncio.create_task(self._fatal_event.wait())
+        await asyncio.wait([stop, fatal], return_when=asyncio.FIRST_COMPLETED)
+        stop.cancel()
+        fatal.cancel()
+        if self._fatal is not None:
+            await self.socket.close()
+            raise self._fatal
+
+    async def stop(self) -> None:
+        """Stop listening (unacked envelopes go to another connection or come back after a
+        restart, and are claimed then), let answers in progress finish."""
+        self._stopping.set()
+        if self.socket is not None and not self.socket.closed:
+            await self.socket.close()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _whoami(self) -> None:
+        assert self.web is not None
+        try:
+            resp = await self.web.auth_test()
+        except SlackApiError as err:
+            code = err.response.get("error", "")
+            if code in FATAL_ERRORS:
+                raise FatalSlackError(f"slack: the bot token was refused ({code})") from None
+            raise
+        self.user_id, self.bot_id, self.team_id = resp.get("user_id"), resp.get("bot_id"), resp.get("team_id")
+        log.info("slack: bot token of %s (%s, bot %s) in team %s", resp.get("user"), self.user_id, self.bot_id,
+                 self.team_id)
+
+    def _on_fatal(self, err: FatalSlackError) -> None:
+        if self._fatal is None:
+            log.error("%s", err)
+            self._fatal = err
+            self._fatal_event.set()
+
+    async def _pause(self, seconds: float) -> None:
+        try:
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+        except asyncio.TimeoutError:
+            pass
+
+    # --- the socket -----------------------------------------------------------------
+    async def _on_frame(self, frame: WSMessage) -> None:
+        """Every text frame, before the SDK dispatches it: `hello` and `disconnect`
+        (which the SDK handles without telling its listeners)."""
+        data = frame.data if isinstance(frame.data, str) else ""
+        if '"type"' not in data[:200]:
+            return
+        try:
+            message = json.loads(data)
+        except ValueError:
+            return
+        kind = message.get("type") if isinstance(message, dict) else None
+        if kind == "hello":
+            log.info("slack: connected (%s connection(s) open for this app)", message.get("num_connections"))
+            self.ready.set()
+        elif kind == "disconnect":
+            log.info("slack: Slack asks the bot to reconnect (%s); reconnecting", message.get("reason"))
+
+    async def _on_request(self, client: Any, req: SocketModeRequest) -> None:
+        if self._stopping.is_set():
+            return  # not acked: Slack gives it to the next connection (or the restarted bot)
+        # The ack comes first and alone: Slack retries (events) or fails the command for
+        # the user (slash commands) when it is not there within 3 seconds.
+        try:
+            await client.send_socket_mode_response(SocketModeResponse(envelope_id=req.envelope_id))
+        except Exception as err:  # the socket died: Slack delivers it again, the claim dedupes
+            log.warning("slack: could not acknowledge envelope %s: %s", req.envelope_id, short_error(err))
+        if req.retry_attempt:
+            log.info("slack: envelope %s is a redelivery (attempt %s, %s)", req.envelope_id, req.retry_attempt,
+                     req.retry_reason or "no reason given")
+        if req.type == "events_api":
+            self._spawn(self._on_event(req.payload))
+        elif req.type == "slash_commands":
+            self._spawn(self._on_slash(req.payload, req.envelope_id))
+        else:
+            log.debug("slack: ignoring a %s envelope", req.type)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # --- incoming -------------------------------------------------------------------
+    async def _on_event(self, payload: dict[str, Any]) -> None:
+        event = payload.get("event") or {}
+        kind = event.get("type")
+        if kind not in ("app_mention", "message"):
+            return
+        channel, ts = event.get("channel"), event.get("ts")
+        account = self._sender(event)
+        if not channel or not ts or account is None:
+            return
+        direct = event.get("channel_type") == "im"
+        resolved = self._resolve(account, event)
+        text, named = self._strip_mention(resolved.text)
+        msg = Message(platform=PLATFORM, room=channel, sender=resolved.identity, text=text, direct=direct,
+                      mentions_bot=named or kind == "app_mention" or f"<@{self.user_id}>" in text,
+                      thread=event.get("thread_ts"), message_id=ts)
+        if self.bot.router.command_text(msg.text, direct=msg.direct, mentioned=msg.mentions_bot) is None:
+            return  # chatter
+        if not direct and not _matches(channel, self.cfg.allowed_channels):
+            log.info("slack: not answering %s in %s: not in allowed_channels", account, channel)
+            return
+        # Claimed before it runs: a redelivered envelope, or the app_mention and message
+        # events of one message, find the claim and stop here.
+        if not await asyncio.to_thread(self.state.take, PLATFORM, f"{channel}:{ts}"):
+            log.debug("slack: %s:%s was taken on before", channel, ts)
+            return
+        await self._answer(msg, Target(channel, event.get("thread_ts") or ts))
+
+    def _sender(self, event: dict[str, Any]) -> str | None:
+        """The account a message event speaks for, or None when it is not to be read."""
+        user, bot_id, subtype = event.get("user"), event.get("bot_id"), event.get("subtype")
+        if (user and user == self.user_id) or (bot_id and bot_id == self.bot_id):
+            return None  # ourselves (Slack echoes the bot's posts)
+        relay = next((a for a in (user, bot_id) if a and a in self.relay_accounts), None)
+        if relay is not None:
+            return relay if subtype in USER_SUBTYPES | {"bot_message"} else None
+        if bot_id or subtype == "bot_message" or subtype not in USER_SUBTYPES:
+            return None  # other bots, unconfigured relays' echoes, edits, joins...
+        return user or None
+
+    def _resolve(self, account: str, event: dict[str, Any]) -> Resolved:
+        text = plain_text(event.get("text") or "")
+        resolved = self.bridges.resolve(PLATFORM, account, text)
+        username = event.get("username")
+        if account in self.relay_accounts and username and resolved.identity.user == f"{PLATFORM}:{account}":
+            # matterbridge's default on Slack: the nick format goes into the username override
+            by_name = self.bridges.resolve(PLATFORM, account, username.rstrip() + " " + text)
+            if by_name.identity.user != resolved.identity.user:
+                return by_name
+        return resolved
+
+    def _strip_mention(self, text: str) -> tuple[str, bool]:
+        m = re.match(rf"\s*<@{re.escape(self.user_id or '-')}(?:\|[^>]*)?>[:,]?\s*", text)
+        if m:
+            return text[m.end():], True
+        return text, False
+
+    async def _on_slash(self, payload: dict[str, Any], envelope_id: str) -> None:
+        command, channel, user = payload.get("command", ""), payload.get("channel_id", ""), payload.get("user_id", "")
+        if self.cfg.slash_command and command != self.cfg.slash_command:
+            log.info("slack: ignoring %s (slash_command is %s)", command, self.cfg.slash_command)
+            return
+        if not channel or not user:
+            return
+        if not await asyncio.to_thread(self.state.take, PLATFORM, f"slash:{payload.get('trigger_id') or envelope_id}"):
+            return
+        text = plain_text(payload.get("text") or "").strip() or "help"
+        response_url = payload.get("response_url") or None
+        direct = payload.get("channel_name") == "directmessage" and await self._im_user_of(channel) == user
+        if not direct and not _matches(channel, self.cfg.allowed_channels):
+            await self._respond(response_url, f"{self.bot.context.config.bot.name} does not answer in this channel.")
+            return
+        resolved = self.bridges.resolve(PLATFORM, user, text, payload.get("user_name") or "")
+        msg = Message(platform=PLATFORM, room=channel, sender=resolved.identity, text=resolved.text, direct=direct,
+                      mentions_bot=True, message_id=payload.get("trigger_id") or envelope_id)
+        header = f"<@{user}> `{_escape(command + ' ' + text).replace('`', chr(0x2032))}`"
+        await self._answer(msg, Target(channel, None, header, response_url))
+
+    async def _im_user_of(self, channel: str) -> str | None:
+        """The person of the bot's own DM `channel`, or None (a DM between others is
+        not a direct conversation with the bot)."""
+        if channel not in self._im_user:
+            assert self.web is not None
+            try:
+                info = (await self.web.conversations_info(channel=channel)).get("channel") or {}
+                self._im_user[channel] = info.get("user") if info.get("is_im") else None
+            except SlackApiError as err:
+                if err.response.get("error") not in ("channel_not_found",):
+                    log.warning("slack: conversations.info %s: %s", channel, err.response.get("error"))
+                    return None  # not cached: may work next time
+                self._im_user[channel] = None
+        return self._im_user[channel]
+
+    # --- answering ------------------------------------------------------------------
+    async def _answer(self, msg: Message, target: Target) -> None:
+        await answer_with_progress(
+            self.bot, msg, self.cfg.progress_after,
+            acknowledge=lambda: self._post(target, _escape(WORKING)),
+            deliver=lambda reply, ack: self._deliver(target, reply, ack),
+        )
+
+    async def _deliver(self, target: Target, reply: Reply, ack_ts: str | None) -> None:
+        assert self.web is not None
+        inline, files = split_attachments(reply.result, self.cfg.attachment_lines)
+        prefix = f"{reply.mention}: " if reply.mention else ""
+        body = render_mrkdwn(inline, prefix)
+        if len(body) + len(target.header) > MAX_TEXT:
+            files.insert(0, Attachment("answer.txt", render_text(inline), "the whole answer"))
+            body = render_mrkdwn(Result(inline.status, inline.summary,
+                                        [Note("The answer is too long for one message: attached as answer.txt.")]),
+                                 prefix)
+        if ack_ts == EPHEMERAL:
+            ts = await self._post(target, body, ephemeral_only=True)
+        elif ack_ts is None:
+            ts = await self._post(target, body)
+        else:
+            await self.web.chat_update(channel=target.channel, ts=ack_ts, text=self._with_header(target, body))
+            ts = ack_ts
+        if ts == EPHEMERAL:
+            if files:
+                await self._respond(target.response_url, "(" + ", ".join(a.filename for a in files) + " not sent: "
+                                    "invite the bot to this channel to get files.)")
+            return
+        for attachment in files:
+            await self.web.files_upload_v2(channel=target.channel, thread_ts=target.thread_ts or ts,
+                                           content=attachment.text, filename=attachment.filename,
+                                           title=attachment.title)
+
+    async def _post(self, target: Target, body: str, *, ephemeral_only: bool = False) -> str:
+        """Post in the channel (the message's ts), or to the response_url where the bot
+        cannot post (EPHEMERAL)."""
+        assert self.web is not None
+        if not ephemeral_only:
+            try:
+                resp = await self.web.chat_postMessage(channel=target.channel, text=self._with_header(target, body),
+                                                       thread_ts=target.thread_ts, unfurl_links=False,
+                                                       unfurl_media=False)
+                return str(resp["ts"])
+            except SlackApiError as err:
+                if not (target.response_url and err.response.get("error") in NOT_POSTABLE):
+                    raise
+                log.info("slack: cannot post in %s (%s); answering %s privately", target.channel,
+                         err.response.get("error"), target.header or "the command")
+        await self._respond(target.response_url, body)
+        return EPHEMERAL
+
+    async def _respond(self, response_url: str | None, text: str) -> None:
+        if not response_url:
+            return
+        resp = await AsyncWebhookClient(response_url, logger=sdk_log).send(text=text, response_type="ephemeral")
+        if resp.status_code != 200:
+            raise ConnectionError(f"response_url answered {resp.status_code}: {resp.body[:100]}")
+
+    @staticmethod
+    def _with_header(target: Target, body: str) -> str:
+        return f"{target.header}\n{body}" if target.header else body
+
+
+class _SocketModeClient(SocketModeClient):
+    """slack_sdk's aiohttp Socket Mode client, changed where it would loop or stall:
+
+    - every connection attempt takes a fresh ticket from apps.connections.open (a wss URL
+      is single-use; the SDK retries the same URL forever when the websocket handshake
+      fails);
+    - failed attempts back off exponentially with one warning line each;
+    - a refused app token (invalid_auth, revoked...) is fatal: the client closes and the
+      adapter raises FatalSlackError, instead of retrying every ping interval forever.
+    The SDK's receive loop, ping/pong monitor and listener dispatch are used as they are.
+    """
+
+    def __init__(self, app_token: str, *, on_fatal: Any, **kw: Any) -> None:
+        super().__init__(app_token, **kw)
+        self._on_fatal = on_fatal
+        self._closing = asyncio.Event()
+
+    async def issue_new_wss_url(self) -> str:
+        try:
+            return await super().issue_new_wss_url()
+        except SlackApiError as err:
+            code = err.response.get("error", "")
+            if code in FATAL_ERRORS:
+                self.closed = True  # stops the SDK's loops: no retry can fix this
+                self._closing.set()
+                self._on_fatal(FatalSlackError(f"slack: the app-level token was refused ({code})"))
+            raise
+
+    async def connect_to_new_endpoint(self, force: bool = False) -> None:
+        try:
+            await asyncio.wait_for(self.connect_operation_lock.acquire(), timeout=5)
+        except asyncio.TimeoutError:
+            return  # another reconnection is under way
+        try:
+            if not self.closed and (force or not await self.is_connected()):
+                self.wss_uri = None
+                await self.connect()
+        finally:
+            self.connect_operation_lock.release()
+
+    async def connect(self) -> None:
+        backoff = BACKOFF_FIRST
+        while not self.closed:
+            old = self.current_session
+            # closing the old session must not start a reconnection of its own
+            self.auto_reconnect_enabled = False
+            if old is not None and not old.closed:
+                try:
+                    await old.close()
+                    self.logger.info("slack: closed the old session %s", self.build_session_id(old))
+                except Exception as err:
+                    self.logger.warning("slack: closing the old session failed: %s", short_error(err))
+            try:
+                if self.aiohttp_client_session.closed:
+                    self.aiohttp_client_session = aiohttp.ClientSession()
+                url = self.wss_uri or await self.issue_new_wss_url()
+                self.wss_uri = None  # a ticket is good for one connection
+                session = await self.aiohttp_client_session.ws_connect(
+                    url, autoping=False, heartbeat=self.ping_interval, proxy=self.proxy,
+                    ssl=self.web_client.ssl if self.web_client.ssl is not None else True)
+            except Exception as err:
+                self.auto_reconnect_enabled = self.default_auto_reconnect_enabled
+                if self.closed:
+                    return
+                self.logger.warning("slack: connecting failed (%s); retrying in %.0f s", short_error(err), backoff)
+                try:
+                    await asyncio.wait_for(self._closing.wait(), backoff)
+                except asyncio.TimeoutError:
+                    pass
+                backoff = min(backoff * 2, BACKOFF_MAX)
+                continue
+            self.current_session = session
+            self.stale = False
+            self.last_ping_pong_time = None  # the old session's pongs say nothing about this one
+            self.auto_reconnect_enabled = self.default_auto_reconnect_enabled
+            self.logger.info("slack: new session %s established", self.build_session_id(session))
+            await session.ping(f"sdk-ping-pong:{time.time()}".encode())
+            # As the SDK does, and in its order: the monitor and the receiver may be the
+            # very task running this, so nothing is awaited after they are cancelled.
+            if self.current_session_monitor is not None:
+                self.current_session_monitor.cancel()
+            self.current_session_monitor = asyncio.ensure_future(self.monitor_current_session())
+            if self.message_receiver is not None:
+                self.message_receiver.cancel()
+            self.message_receiver = asyncio.ensure_future(self.receive_messages())
+            return
+
+    async def close(self) -> None:
+        self._closing.set()
+        await super().close()
+
+
+# --- rendering ---------------------------------------------------------------------------
+def render_mrkdwn(result: Result, prefix: str = "") -> str:
+    """Slack mrkdwn: the summary (bold unless all went well), notes as lines, tables and
+    device output in ``` blocks, which every client aligns the same way. &, < and > are
+    escaped everywhere, as Slack requires (a raw < would start a link or a mention)."""
+    head = _escape(prefix + STATUS_MARK[result.status] + result.summary)
+    out = [f"*{head}*" if result.status is not Status.OK and head.strip() else head]
+    for part in result.parts:
+        if isinstance(part, Note):
+            out.append(_escape(part.text))
+            continue
+        title = part.title if isinstance(part, TextBlock) else None
+        body = part.text.rstrip("\n") if isinstance(part, TextBlock) else "\n".join(table_lines(part))
+        if title:
+            out.append(f"_{_escape(title)}_")
+        out.append("```\n" + _escape(body).replace("```", "`\u200b``") + "\n```")
+    return "\n".join(out)
+
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+# Slack's control sequences: <@U…>, <#C…|name>, <!here>, <scheme:…|label>. Anything else
+# in angle brackets was not typed by a person (Slack escapes those) but posted by a bot
+# such as a relay ("[matrix] <carol> ..."): left as it is.
+_LINK = re.compile(r"<([@#!][^<>|]*|[A-Za-z][A-Za-z0-9+.-]*:[^<>|]*)(?:\|([^<>]*))?>")
+
+
+def plain_text(text: str) -> str:
+    """What the person typed, from Slack's wire format: links as their label or URL
+    (`show run <http://r1.corp|r1.corp>` -> `show run r1.corp`), channels as #name,
+    specials as @here, user mentions kept (the bot's own is stripped later), then the
+    &amp; &lt; &gt; escapes undone."""
+    def one(m: re.Match[str]) -> str:
+        target, label = m.group(1), m.group(2)
+        if target.startswith("@"):
+            return m.group(0)
+        if target.startswith("#"):
+            return "#" + (label or target[1:])
+        if target.startswith("!"):
+            return "@" + (label or target[1:].split("^")[0])
+        return label or target.removeprefix("mailto:")
+    text = _LINK.sub(one, text)
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
+def _matches(value: str, patterns: list[str]) -> bool:
+    return not patterns or any(fnmatch.fnmatchcase(value, p) for p in patterns)
