@@ -177,9 +177,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not platforms:
         raise UserError(f"{args.config}: no [matrix], [mattermost] or [slack] section; "
                         "to chat in this terminal use: chatbot shell --config FILE")
-    missing = [p for p in platforms if p not in ("matrix", "slack")]
-    if missing:
-        raise UserError(f"the {', '.join(missing)} adapter is not part of this version yet")
     return asyncio.run(serve(config))
 
 
@@ -202,6 +199,10 @@ async def serve(config: Config) -> int:
     await asyncio.to_thread(state.forget_older_than, config.audit.retention_days)
     if config.matrix is not None:
         adapters.append(MatrixAdapter(bot, load_matrix_config(config.matrix), state, bridges))
+    if config.mattermost is not None:
+        from adapters.mattermost import MattermostAdapter, load_mattermost_config
+
+        adapters.append(MattermostAdapter(bot, load_mattermost_config(config.mattermost), state, bridges))
     if config.slack is not None:
         from adapters.slack import SlackAdapter, load_slack_config
 
@@ -240,6 +241,10 @@ def cmd_check(args: argparse.Namespace) -> int:
         from adapters.matrix import load_matrix_config
 
         load_matrix_config(config.matrix).secret("password")
+    if config.mattermost is not None:
+        from adapters.mattermost import load_mattermost_config
+
+        load_mattermost_config(config.mattermost)
     if config.slack is not None:
         from adapters.slack import load_slack_config
 

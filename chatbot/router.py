@@ -43,8 +43,9 @@ class Router:
         self.registry = registry
         self.prefix = prefix
         mention = "|".join(re.escape(n) for n in names if n)
-        # "@netbot ping r1", "netbot: ping r1", "netbot, ping r1"
-        self._mention = re.compile(rf"^@?(?:{mention})[:,]?\s+", re.IGNORECASE) if mention else None
+        # "@netbot ping r1", "netbot: ping r1", "netbot, ping r1"; not "netbot is great"
+        self._mention = re.compile(rf"^(?:@(?:{mention})[:,]?|(?:{mention})[:,])\s+", re.IGNORECASE) \
+            if mention else None
 
     def command_text(self, text: str, *, direct: bool = False, mentioned: bool = False) -> str | None:
         """The command part of a message addressed to the bot, or None if it is not for us."""

@@ -217,3 +217,16 @@ def test_matrix_config_errors_are_one_line() -> None:
         load_matrix_config({"homeserver": "https://x"})
     with pytest.raises(ConfigError, match=r"\[matrix\] unknown setting pasword"):
         load_matrix_config({"homeserver": "https://x", "user_id": "@b:x", "pasword": "typo"})
+
+
+def test_example_mattermost_and_slack_configs_are_valid() -> None:
+    from adapters.mattermost import load_mattermost_config
+    from adapters.slack import load_slack_config
+    from helpers import sample_bot
+
+    mm = load_config(REPO / "deploy" / "mattermost.toml")
+    assert load_mattermost_config(mm.mattermost or {}).team == "corp"
+    slack = load_config(REPO / "deploy" / "slack.toml")
+    assert load_slack_config(slack.slack or {}).slash_command == "/netbot"
+    for config in (mm, slack):
+        assert len(sample_bot(config).policy.grants) == 1

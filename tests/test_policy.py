@@ -91,7 +91,7 @@ def test_read_only_for_everyone_in_one_room(bot) -> None:  # type: ignore[no-unt
 
 
 def test_operators_on_their_own_sites_devices(bot) -> None:  # type: ignore[no-untyped-def]
-    bob, carol = matrix_user("bob"), Identity.native("mattermost", "carol")
+    bob, carol = matrix_user("bob"), Identity.native("mattermost", "8xj3k2f9qpg7tbnyc4wzs1o5de")
     assert allowed(say(bot, bob, "!random:corp.example", "!show run r1"))
     assert allowed(say(bot, bob, "!random:corp.example", "!show ip int br on group:core"))
     denied = say(bot, bob, "!random:corp.example", "!show version all")

@@ -31,6 +31,7 @@ def ctx():  # type: ignore[no-untyped-def]
     ("@netbot ping r1", False, False, "ping r1"),
     ("NetBot, !ping r1", False, False, "ping r1"),
     ("netbotter ping r1", False, False, None),
+    ("netbot is great", False, False, None),  # talking about the bot is not a command
 ])
 def test_addressing(router: Router, text: str, direct: bool, mentioned: bool, expected: str | None) -> None:
     assert router.command_text(text, direct=direct, mentioned=mentioned) == expected

@@ -1,0 +1,466 @@
+"""Mattermost adapter: REST through mattermostautodriver, events from the API v4 websocket.
+
+The bot is a Mattermost account (a bot account is best) with a personal access token. It
+opens only outbound connections: REST calls, and the websocket on which it sends an
+`authentication_challenge` and then receives `hello` and `posted` events. It answers in
+the thread of the command (a command at channel level gets its answer in a thread under
+it), with Markdown; long output comes as an uploaded file; a command still running after
+`progress_after` seconds gets "working on it…", which is edited into the answer.
+
+Who is who: a sender is `mattermost:<user id>` (the 26-character id, which unlike the
+username cannot be changed by its owner); `[identities]`, grants and a matterbridge
+relay's `accounts` use that form. Posts the bot ignores: its own, other bots'
+(`props.from_bot`) unless the bot is a configured matterbridge relay account, incoming
+webhook posts (`props.from_webhook`: anyone holding the hook URL can post one, under any
+`override_username`, so they prove nothing and are never commands), system messages and
+edits.
+
+Exactly once: every command post is claimed in the database before it runs, so a
+duplicate delivery never runs a command twice. Mattermost has no sync token: after a
+reconnect or a restart the bot does not fetch history, it carries on with what arrives;
+commands posted while it was disconnected are not answered.
+
+Why not the driver's own websocket client: it retries forever with a fixed delay on any
+error (a revoked token included), and verifies TLS only against the system store, so a
+private CA (`ca_file`) cannot work. This module speaks the same protocol on aiohttp, one
+connection at a time, and owns the backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import json
+import logging
+import re
+import ssl
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+from mattermostautodriver import AsyncTypedDriver
+from mattermostautodriver.exceptions import NoAccessTokenProvided
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from adapters.bridges import BridgeResolver
+from adapters.common import WORKING, answer_with_progress, short_error
+from chatbot.bot import Bot
+from chatbot.config import ConfigError
+from chatbot.errors import UserError
+from chatbot.message import Message, Reply
+from chatbot.render import STATUS_MARK, Attachment, split_attachments, table_lines
+from chatbot.results import Note, Result, Status, Table, TextBlock
+from chatbot.secrets import SecretError, resolve_secret
+from chatbot.state import ChatState
+
+log = logging.getLogger(__name__)
+
+PLATFORM = "mattermost"
+BACKOFF_FIRST = 1.0
+AUTH_TIMEOUT = 15.0  # seconds for the websocket to say hello after the challenge
+HEARTBEAT = 30.0  # websocket ping interval; a peer that misses a pong is gone
+MAX_POST_CHARS = 16383  # the server's limit for one post's message
+MAX_FILES_PER_POST = 5
+TOKEN_KEYS = {f"token{x}" for x in ("", "_env", "_file")}
+
+
+class MattermostConfig(BaseModel):
+    model_config = ConfigDict(extra="allow")  # token, token_env or token_file
+
+    url: str  # https://chat.corp.example (http:// only on a trusted network)
+    team: str | None = None  # team name or id: channels of other teams are ignored
+    allowed_channels: list[str] = Field(default_factory=list)  # channel id or name patterns; empty = any
+    ca_file: Path | None = None  # a private CA to verify the server with
+    verify_tls: bool = True
+    attachment_lines: int = Field(default=40, ge=1)
+    progress_after: float = Field(default=2.0, ge=0)
+    reconnect_max: float = Field(default=60.0, ge=1)  # seconds: the longest wait between reconnects
+    request_timeout: float = Field(default=30.0, gt=0)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("https", "http") or not parts.hostname:
+            raise ValueError("give the server's address, e.g. https://chat.corp.example")
+        if parts.path not in ("", "/") or parts.query or parts.fragment:
+            raise ValueError("a server under a sub-path is not supported; give https://host[:port]")
+        try:
+            parts.port
+        except ValueError:
+            raise ValueError("the port is not a number") from None
+        return value.rstrip("/")
+
+    @property
+    def scheme(self) -> str:
+        return urlsplit(self.url).scheme
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.url).hostname or ""
+
+    @property
+    def port(self) -> int:
+        return urlsplit(self.url).port or (443 if self.scheme == "https" else 80)
+
+    def token(self) -> str | None:
+        return resolve_secret(dict(self.model_extra or {}), "token", PLATFORM)
+
+
+def load_mattermost_config(raw: dict[str, Any]) -> MattermostConfig:
+    try:
+        cfg = MattermostConfig.model_validate(raw)
+    except ValidationError as err:
+        first = err.errors()[0]
+        msg = str(first["msg"]).removeprefix("Value error, ")
+        raise ConfigError(f"[mattermost] {'.'.join(map(str, first['loc']))}: {msg}") from None
+    extra = set(cfg.model_extra or {})
+    unknown = extra - TOKEN_KEYS
+    if unknown:
+        raise ConfigError(f"[mattermost] unknown setting {sorted(unknown)[0]}")
+    given = sorted(k for k in extra & TOKEN_KEYS if (cfg.model_extra or {}).get(k))
+    if not given:
+        raise ConfigError("[mattermost] needs token_file, token_env or token (the bot's personal access token)")
+    if len(given) > 1:
+        raise ConfigError(f"[mattermost] sets {' and '.join(given)}: give only one")
+    if cfg.ca_file is not None:
+        if not cfg.verify_tls:
+            raise ConfigError("[mattermost] ca_file and verify_tls = false contradict each other: give one")
+        if not cfg.ca_file.expanduser().is_file():
+            raise ConfigError(f"[mattermost] ca_file: {cfg.ca_file} is not a readable file")
+    return cfg
+
+
+class FatalMattermostError(UserError):
+    """Retrying would not help (token refused, not in the team): stop and say why."""
+
+
+class MattermostAdapter:
+    def __init__(self, bot: Bot, cfg: MattermostConfig, state: ChatState, bridges: BridgeResolver) -> None:
+        self.bot = bot
+        self.cfg = cfg
+        self.state = state
+        self.bridges = bridges
+        if not cfg.verify_tls and cfg.scheme == "https":
+            log.warning("mattermost: verify_tls = false: the server's certificate is not checked; "
+                        "anyone on the path can read the bot's token (use ca_file for a private CA)")
+        self._ssl = tls_context(cfg)
+        self.driver = AsyncTypedDriver({
+            "scheme": cfg.scheme, "url": cfg.host, "port": cfg.port,
+            "verify": self._ssl if self._ssl is not None else True,
+            "request_timeout": cfg.request_timeout,
+            "max_retries": 1,  # a 429 or a 502-504 is retried once; longer trouble is the reconnect loop's
+        })
+        self.user_id = ""
+        self.username = ""
+        self.team_id: str | None = None
+        self.ready = asyncio.Event()  # set while the websocket is authenticated (tests wait on it)
+        self._token: str | None = None
+        self._current: asyncio.Task[bool] | None = None
+        self._stopping = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._relays = bridges.relay_accounts(PLATFORM)
+
+    # --- lifecycle ----------------------------------------------------------------
+    async def run(self) -> None:
+        backoff = BACKOFF_FIRST
+        while not self._stopping.is_set():
+            was_up = False
+            try:
+                self._current = asyncio.create_task(self._connect_once())
+                was_up = await self._current
+                reason = "the server closed the connection"
+            except FatalMattermostError:
+                raise
+            except asyncio.CancelledError:
+                if self._stopping.is_set():
+                    return  # stop() cut the connection short
+                raise
+            except Exception as err:  # server down, restarting, network trouble
+                reason = short_error(err)
+            finally:
+                self.ready.clear()
+            if self._stopping.is_set():
+                return
+            if was_up:
+                backoff = BACKOFF_FIRST
+            log.warning("mattermost: %s; reconnecting in %.0f s", reason, backoff)
+            try:
+                await asyncio.wait_for(self._stopping.wait(), backoff)
+            except asyncio.TimeoutError:
+                pass
+            backoff = min(backoff * 2, self.cfg.reconnect_max)
+
+    async def stop(self) -> None:
+        """Stop listening, let answers in progress finish, then close the HTTP client."""
+        self._stopping.set()
+        if self._current is not None and not self._current.done():
+            self._current.cancel()
+            await asyncio.gather(self._current, return_exceptions=True)
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.driver.close()
+
+    async def login(self) -> None:
+        """Who the bot is (GET /users/me); a refused token is fatal, not a reason to retry."""
+        if self._token is None:
+            try:
+                token = self.cfg.token()
+            except SecretError as err:
+                raise FatalMattermostError(str(err)) from None
+            if not token:
+                raise FatalMattermostError("[mattermost] needs token, token_env or token_file")
+            self._token = token
+            self.driver.client.token = token
+        try:
+            me = await self.driver.users.get_user("me")
+        except NoAccessTokenProvided as err:
+            raise FatalMattermostError(f"mattermost: {self.cfg.host} refused the bot's token ({err}); "
+                                       "check [mattermost] token_file, or make a new personal access token") from None
+        if not isinstance(me, dict) or not isinstance(me.get("id"), str):
+            raise ConnectionError(f"unexpected answer to GET /api/v4/users/me: {str(me)[:100]}")
+        if not self.user_id:
+            log.info("mattermost: logged in to %s as @%s (%s)%s", self.cfg.url, me.get("username"), me["id"],
+                     "" if me.get("is_bot") else "; a bot account is better than a user account")
+        self.user_id, self.username = me["id"], str(me.get("username") or "")
+        self.driver.client.userid = self.user_id
+        if self.cfg.team and self.team_id is None:
+            teams = await self.driver.teams.get_teams_for_user("me")
+            found = [t["id"] for t in teams if self.cfg.team in (t.get("name"), t.get("id"))]
+            if not found:
+                raise FatalMattermostError(f"mattermost: the bot is not a member of team '{self.cfg.team}'")
+            self.team_id = found[0]
+
+    # --- the websocket --------------------------------------------------------------
+    async def _connect_once(self) -> bool:
+        """One connection: log in, authenticate the websocket, take events until it closes.
+        True if it got as far as `hello` (the next reconnect starts with a short wait)."""
+        await self.login()
+        scheme = "wss" if self.cfg.scheme == "https" else "ws"
+        url = f"{scheme}://{self.cfg.host}:{self.cfg.port}/api/v4/websocket"
+        timeout = aiohttp.ClientTimeout(total=None, connect=self.cfg.request_timeout)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            async with session.ws_connect(url, ssl=self._ssl if self._ssl is not None else True,
+                                          heartbeat=HEARTBEAT) as ws:
+                await ws.send_str(json.dumps({"seq": 1, "action": "authentication_challenge",
+                                              "data": {"token": self._token}}))
+                try:
+                    await asyncio.wait_for(self._until_hello(ws), AUTH_TIMEOUT)
+                except _SocketClosed:
+                    # The server closes the socket, without a word, on a bad token: ask REST
+                    # whether the token still holds (a 401 there is fatal).
+                    await self.login()
+                    raise ConnectionError("the websocket closed during authentication") from None
+                except asyncio.TimeoutError:
+                    raise ConnectionError(f"no hello from the websocket within {AUTH_TIMEOUT:.0f} s") from None
+                log.info("mattermost: listening as @%s", self.username)
+                self.ready.set()
+                while True:
+                    try:
+                        frame = await self._receive(ws)
+                    except _SocketClosed:
+                        return True
+                    await self._on_frame(frame)
+
+    async def _until_hello(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        while True:
+            frame = await self._receive(ws)
+            if frame.get("event") == "hello":
+                log.debug("mattermost: hello from server %s", (frame.get("data") or {}).get("server_version"))
+                return
+            if frame.get("seq_reply") == 1 and frame.get("status") != "OK":
+                raise ConnectionError(f"websocket authentication failed: {frame.get('error')}")
+            # the OK reply may come before or after the hello; events cannot come before it
+
+    @staticmethod
+    async def _receive(ws: aiohttp.ClientWebSocketResponse) -> dict[str, Any]:
+        while True:
+            msg = await ws.receive()
+            if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED,
+                            aiohttp.WSMsgType.ERROR):
+                raise _SocketClosed()
+            if msg.type != aiohttp.WSMsgType.TEXT:
+                continue
+            try:
+                frame = json.loads(msg.data)
+            except ValueError:
+                log.warning("mattermost: a websocket frame that is not JSON: %.100r", msg.data)
+                continue
+            if isinstance(frame, dict):
+                return frame
+
+    async def _on_frame(self, frame: dict[str, Any]) -> None:
+        if frame.get("status") == "FAIL":
+            log.warning("mattermost: the websocket refused a request: %s", frame.get("error"))
+        elif frame.get("event") == "posted":
+            try:
+                await self._on_posted(frame.get("data") or {})
+            except Exception:  # one odd post must not cut the connection
+                log.exception("mattermost: could not take a posted event")
+
+    # --- incoming posts ------------------------------------------------------------
+    async def _on_posted(self, data: dict[str, Any]) -> None:
+        raw = data.get("post")
+        post = json.loads(raw) if isinstance(raw, str) else None  # a JSON string inside the event
+        if not isinstance(post, dict) or not post.get("id"):
+            log.warning("mattermost: a posted event without a post: %.200r", data)
+            return
+        user_id = str(post.get("user_id") or "")
+        props = post.get("props") or {}
+        if post.get("type") or user_id == self.user_id:
+            return  # system messages (joins, header changes) and our own posts
+        if props.get("from_webhook") == "true":
+            log.debug("mattermost: ignoring webhook post %s (a webhook proves no identity)", post["id"])
+            return
+        relay = user_id in self._relays
+        if props.get("from_bot") == "true" and not relay:
+            return  # other bots must not trigger us; a configured relay may be a bot account
+        channel_id, channel_type = str(post.get("channel_id") or ""), str(data.get("channel_type") or "")
+        if not self._channel_allowed(channel_id, str(data.get("channel_name") or ""), channel_type,
+                                     str(data.get("team_id") or "")):
+            return
+        sender_name = str(data.get("sender_name") or "").lstrip("@")
+        resolved = self.bridges.resolve(PLATFORM, user_id, str(post.get("message") or ""), display_name=sender_name)
+        text, named = self._strip_mention(resolved.text)
+        msg = Message(platform=PLATFORM, room=channel_id, sender=resolved.identity, text=text,
+                      direct=channel_type == "D", mentions_bot=named or self._mentioned(data, text),
+                      thread=str(post.get("root_id") or "") or None, message_id=str(post["id"]))
+        if self.bot.router.command_text(msg.text, direct=msg.direct, mentioned=msg.mentions_bot) is None:
+            return  # channel chatter
+        # Claimed before it runs: a duplicate delivery finds the claim and skips it.
+        if not await asyncio.to_thread(self.state.take, PLATFORM, msg.message_id):
+            return
+        task = asyncio.create_task(self._answer(msg))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _channel_allowed(self, channel_id: str, name: str, channel_type: str, team_id: str) -> bool:
+        if channel_type == "D":
+            return True  # direct messages: the access policy's `direct` decides what runs there
+        if self.team_id is not None and channel_type in ("O", "P") and team_id != self.team_id:
+            return False
+        if not self.cfg.allowed_channels:
+            return True
+        return any(fnmatch.fnmatchcase(channel_id, p) or (name and fnmatch.fnmatchcase(name, p))
+                   for p in self.cfg.allowed_channels)
+
+    def _mentioned(self, data: dict[str, Any], text: str) -> bool:
+        """Named in the text, as the server confirms. `data.mentions` alone also lists
+        everyone an @channel or @here reached: an announcement is not a command."""
+        return (self.user_id in _json_list(data.get("mentions")) and bool(self.username)
+                and re.search(rf"@{re.escape(self.username)}(?![\w.-])", text, re.IGNORECASE) is not None)
+
+    def _strip_mention(self, text: str) -> tuple[str, bool]:
+        if self.username:
+            m = re.match(rf"\s*@{re.escape(self.username)}(?:[:,]\s*|\s+|$)", text, re.IGNORECASE)
+            if m:
+                return text[m.end():], True
+        return text, False
+
+    # --- answering ------------------------------------------------------------------
+    async def _answer(self, msg: Message) -> None:
+        root = msg.thread or msg.message_id or ""  # a thread's replies all hang off its root post
+        await answer_with_progress(
+            self.bot, msg, self.cfg.progress_after,
+            acknowledge=lambda: self._create_post(msg.room, root, WORKING),
+            deliver=lambda reply, ack_id: self._deliver(msg.room, root, reply, ack_id),
+        )
+
+    async def _deliver(self, channel_id: str, root: str, reply: Reply, ack_id: str | None) -> None:
+        inline, files = split_attachments(reply.result, self.cfg.attachment_lines)
+        prefix = f"{escape_markdown(reply.mention)}: " if reply.mention else ""
+        text = prefix + render_markdown(inline)
+        if len(text) > MAX_POST_CHARS:
+            files.append(Attachment("answer.md", text, "the answer"))
+            text = prefix + render_markdown(Result(inline.status, inline.summary, [
+                Note("the answer is too long for one post: attached as answer.md")]))
+        uploaded = [(f.filename, await self._upload(channel_id, f)) for f in files]
+        if ack_id is None:  # one post: the answer with its first files
+            await self._create_post(channel_id, root, text, [i for _, i in uploaded[:MAX_FILES_PER_POST]])
+            uploaded = uploaded[MAX_FILES_PER_POST:]
+        else:  # the acknowledgement becomes the answer; files cannot be added by an edit
+            await self.driver.posts.patch_post(ack_id, message=text)
+        for i in range(0, len(uploaded), MAX_FILES_PER_POST):
+            chunk = uploaded[i:i + MAX_FILES_PER_POST]
+            await self._create_post(channel_id, root, escape_markdown(", ".join(n for n, _ in chunk)),
+                                    [file_id for _, file_id in chunk])
+
+    async def _create_post(self, channel_id: str, root: str, message: str, file_ids: list[str] | None = None) -> str:
+        post = await self.driver.posts.create_post(channel_id, message, root_id=root or None,
+                                                   file_ids=file_ids or None)
+        return str(post["id"])
+
+    async def _upload(self, channel_id: str, attachment: Attachment) -> str:
+        resp = await self.driver.files.upload_file(
+            files=(attachment.filename, attachment.text.encode(), "text/plain"), channel_id=channel_id)
+        return str(resp["file_infos"][0]["id"])
+
+
+class _SocketClosed(Exception):
+    pass
+
+
+def tls_context(cfg: MattermostConfig) -> ssl.SSLContext | None:
+    """The TLS context for REST and the websocket alike: the system store, or only the
+    private CA in `ca_file`, or no verification at all when `verify_tls = false`."""
+    if cfg.scheme != "https":
+        return None
+    if cfg.ca_file is not None:
+        return ssl.create_default_context(cafile=str(cfg.ca_file.expanduser()))
+    ctx = ssl.create_default_context()
+    if not cfg.verify_tls:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def _json_list(value: Any) -> list[str]:
+    """`data.mentions` is a JSON string holding a list of user ids (absent when none)."""
+    if not isinstance(value, str):
+        return []
+    try:
+        items = json.loads(value)
+    except ValueError:
+        return []
+    return [str(i) for i in items] if isinstance(items, list) else []
+
+
+# --- rendering ----------------------------------------------------------------------
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_~\[\]<>|#])")
+_GROUP_MENTION = re.compile(r"@(channel|all|here)\b", re.IGNORECASE)
+ZWSP = "\u200b"
+
+
+def escape_markdown(text: str) -> str:
+    """Prose that may echo what a user typed: no markup, and no mention. `@channel` in an
+    answer would notify the whole channel, so every @ gets an invisible space after it."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", text).replace("@", "@" + ZWSP)
+
+
+def code_block(text: str) -> str:
+    """Verbatim text in a fence longer than any run of backticks inside it, so device output
+    cannot close the block early. Group mentions are defused even here: the server looks for
+    them in text it does not recognise as code."""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    body = _GROUP_MENTION.sub("@" + ZWSP + r"\1", text)
+    return f"{fence}\n{body}\n{fence}"
+
+
+def render_markdown(result: Result) -> str:
+    """Mattermost Markdown: the summary (bold unless all went well), notes as prose, tables
+    and device output in code blocks, which every client aligns the same way."""
+    head = escape_markdown(STATUS_MARK[result.status] + result.summary)
+    out = [head if result.status == Status.OK else f"**{head}**"]
+    for part in result.parts:
+        if isinstance(part, Note):
+            out.append(escape_markdown(part.text))
+        elif isinstance(part, TextBlock):
+            if part.title:
+                out.append(f"*{escape_markdown(part.title)}*")
+            out.append(code_block(part.text.rstrip("\n")))
+        elif isinstance(part, Table):
+            out.append(code_block("\n".join(table_lines(part))))
+    return "\n\n".join(out)
+

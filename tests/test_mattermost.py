@@ -1,0 +1,584 @@
+"""The Mattermost adapter against the fake server (tests/fake_mattermost.py), through the
+real mattermostautodriver; and the fake's own strictness, each rule proven by a test that
+fails without it.
+
+One fake server and one bot for the module; the bot runs in its own thread and event
+loop, as `chatbot run` would. People post through the fake's test API (what their client
+would do); the bot's answers are read back from the fake's store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import aiohttp
+import httpx
+import pytest
+from sqlalchemy import create_engine, text
+
+from chatbot.config import ConfigError
+from chatbot.lab import planted_secrets
+from chatbot.results import Note, Result, Status, Table, TextBlock
+from fake_mattermost import MAX_POST_CHARS, ApiError, Channel, FakeMattermost, User
+from fake_mattermost_tls import private_ca
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
+
+WAIT = 20.0
+WORKING = "working on it…"
+
+
+@dataclass
+class World:
+    fake: FakeMattermost
+    alice: User
+    bob: User
+    bot: User
+    relay: User  # matterbridge, posting as a bot account with its token
+    otherbot: User
+    netops: Channel
+    random: Channel  # the bot is a member, but it is not in allowed_channels
+    elsewhere: Channel  # another team's channel
+    dm: Channel
+    token: str
+
+
+@pytest.fixture(scope="module")
+def world() -> Iterator[World]:
+    with FakeMattermost() as fake:
+        corp, other = fake.add_team("corp"), fake.add_team("other")
+        alice = fake.add_user("alice", teams=(corp, other))
+        bob = fake.add_user("bob", teams=(corp,))
+        bot = fake.add_user("netbot", bot=True, teams=(corp, other))
+        relay = fake.add_user("matterbridge", bot=True, teams=(corp,))
+        otherbot = fake.add_user("otherbot", bot=True, teams=(corp,))
+        everyone = [alice, bob, bot, relay, otherbot]
+        yield World(fake, alice, bob, bot, relay, otherbot,
+                    netops=fake.add_channel("netops", everyone, corp),
+                    random=fake.add_channel("random", everyone, corp),
+                    elsewhere=fake.add_channel("netops", [alice, bot], other),
+                    dm=fake.direct_channel(alice, bot), token=fake.create_token(bot))
+
+
+def bot_config(world: World, workdir: Path, token: str, **mattermost: Any) -> dict[str, Any]:
+    return {
+        "bot": {"database": f"sqlite:///{workdir}/bot.sqlite"},
+        "limits": {"device_timeout": 5, "connect_timeout": 3},
+        "mattermost": {"url": world.fake.url, "token": token, "team": "corp", "allowed_channels": ["netops"],
+                       "progress_after": 0.5, "attachment_lines": 40, **mattermost},
+        "identities": {"alice": [f"mattermost:{world.alice.id}"]},
+        "bridges": {"relay": {"type": "matterbridge", "platform": "mattermost", "accounts": [world.relay.id]}},
+        "access": {
+            "groups": {"admins": ["alice"]},
+            "roles": {
+                "viewer": {"commands": ["help", "whoami", "ping", "show.version"]},
+                "admin": {"commands": ["*"]},
+                "relayed": {"commands": ["ping"]},
+            },
+            "grants": [
+                {"who": ["*"], "where": ["*"], "roles": ["viewer"]},
+                {"who": ["group:admins"], "where": ["*"], "roles": ["admin"]},
+                {"who": ["relayed:slack:*"], "where": ["*"], "roles": ["relayed"]},
+            ],
+        },
+    }
+
+
+class BotThread:
+    """`chatbot run` in a thread: the adapter on its own event loop."""
+
+    def __init__(self, config: dict[str, Any], lab: Any) -> None:
+        self.config = config
+        self.lab = lab
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.adapter: Any = None
+        self.ready = threading.Event()
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._main())
+        except BaseException as err:  # surfaced by the test through .error
+            self.error = err
+        finally:
+            self.ready.set()
+
+    async def _main(self) -> None:
+        from adapters.bridges import BridgeResolver
+        from adapters.mattermost import MattermostAdapter, load_mattermost_config
+        from chatbot.app import build_bot
+        from chatbot.audit import AuditLog, make_engine
+        from chatbot.cli import lab_access
+        from chatbot.config import parse_config
+        from chatbot.state import ChatState
+
+        self.loop = asyncio.get_running_loop()
+        config = parse_config(self.config)
+        engine = make_engine(config.bot.database)
+        bot = build_bot(config, lab_access(self.lab), audit=AuditLog(engine))
+        self.adapter = MattermostAdapter(bot, load_mattermost_config(config.mattermost or {}), ChatState(engine),
+                                         BridgeResolver(config.bridges))
+        self.stop_requested = asyncio.Event()
+        run = asyncio.create_task(self.adapter.run())
+        waiter = asyncio.create_task(self.adapter.ready.wait())
+        await asyncio.wait([run, waiter], return_when=asyncio.FIRST_COMPLETED)
+        if run.done():
+            waiter.cancel()
+            await self.adapter.stop()
+            run.result()  # it failed before connecting: the test sees why through .error
+        self.ready.set()
+        stop = asyncio.create_task(self.stop_requested.wait())
+        await asyncio.wait([run, stop], return_when=asyncio.FIRST_COMPLETED)
+        await self.adapter.stop()  # as `chatbot run` does on SIGTERM
+        await run
+
+    def start(self) -> BotThread:
+        self.thread.start()
+        assert self.ready.wait(30), "the bot did not connect in time"
+        if self.error:
+            raise self.error
+        return self
+
+    def is_ready(self) -> bool:
+        return bool(self.adapter is not None and self.adapter.ready.is_set())
+
+    def stop(self) -> None:
+        if self.loop is not None and self.thread.is_alive():
+            self.loop.call_soon_threadsafe(self.stop_requested.set)
+        self.thread.join(30)
+        assert not self.thread.is_alive()
+        if self.error:
+            raise self.error
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("mattermost-bot")
+
+
+@pytest.fixture(scope="module")
+def running_bot(world: World, lab: Any, workdir: Path) -> Iterator[BotThread]:
+    bot = BotThread(bot_config(world, workdir, world.token), lab).start()
+    yield bot
+    bot.stop()
+
+
+def wait_for(found: Callable[[], Any], what: str, timeout: float = WAIT) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = found()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def answers(world: World, command: dict[str, Any]) -> list[dict[str, Any]]:
+    """The bot's posts answering `command` (edits applied), oldest first."""
+    root = command["root_id"] or command["id"]
+    return [p for p in world.fake.thread(root, by=world.bot) if p["create_at"] >= command["create_at"]]
+
+
+def ask(world: World, user: User, channel: Channel, message: str, root_id: str | None = None,
+        parts: int = 1) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    command = world.fake.post_as(user, channel, message, root_id=root_id)
+    got = wait_for(lambda: (r := answers(world, command)) and len(r) >= parts
+                   and all(p["message"] != WORKING for p in r) and r, f"the answer to {message!r}")
+    return command, got
+
+
+def claimed(workdir: Path, post_id: str) -> bool:
+    engine = create_engine(f"sqlite:///{workdir}/bot.sqlite")
+    with engine.connect() as conn:
+        row = conn.execute(text("select 1 from chat_taken_messages where platform = 'mattermost' "
+                                "and message_id = :id"), {"id": post_id}).first()
+    engine.dispose()
+    return row is not None
+
+
+# --- the adapter ---------------------------------------------------------------------------
+def test_help_ping_mention_and_direct_message(running_bot: BotThread, world: World) -> None:
+    command, [help_reply] = ask(world, world.alice, world.netops, "!help")
+    assert help_reply["root_id"] == command["id"]  # a channel-level command: answered in a thread under it
+    assert help_reply["channel_id"] == world.netops.id
+    assert help_reply["message"].startswith("Commands you can run here:")
+    assert "\n```\nusage" in help_reply["message"]  # the table as a code block
+    assert help_reply["props"].get("from_bot") == "true"
+    _, [ping] = ask(world, world.alice, world.netops, "!ping 10.0.0.1 from r1")
+    assert "10.0.0.1 is reachable (5/5) from r1" in ping["message"]
+    _, [who] = ask(world, world.bob, world.netops, "@netbot whoami")
+    assert who["message"].startswith(f"You are mattermost:{world.bob.id}")
+    _, [direct] = ask(world, world.alice, world.dm, "ping 10.0.0.1 from r2 count 1")  # no prefix needed
+    assert "10.0.0.1 is reachable (1/1) from r2" in direct["message"]
+
+
+def test_show_run_long_output_is_an_uploaded_file(running_bot: BotThread, world: World) -> None:
+    _, [reply] = ask(world, world.alice, world.netops, "!show run r1")
+    assert "attached as r1-running-config.txt" in reply["message"]
+    assert "hostname r1" not in reply["message"]  # the config itself went into the file
+    [file_id] = reply["file_ids"]
+    stored = world.fake.file(file_id)
+    assert stored.name == "r1-running-config.txt" and stored.mime_type == "text/plain"
+    content = world.fake.file_text(file_id)
+    assert "hostname r1" in content and "<redacted>" in content
+    assert [s for s in planted_secrets("r1") if s in content] == []
+
+
+def test_command_in_a_thread_is_answered_in_that_thread(running_bot: BotThread, world: World) -> None:
+    root = world.fake.post_as(world.alice, world.netops, "thread about r1")
+    command, [reply] = ask(world, world.bob, world.netops, "!show version r1", root_id=root["id"])
+    assert reply["root_id"] == root["id"] != command["id"]
+    assert "show version on r1" in reply["message"]
+
+
+def test_relay_bots_webhooks_and_other_channels(running_bot: BotThread, world: World, workdir: Path) -> None:
+    fake = world.fake
+    _, [pong] = ask(world, world.relay, world.netops, "[slack] <carol> !ping 10.0.0.1 from r1 count 1")
+    assert pong["message"].startswith("carol: 10.0.0.1 is reachable")  # addressed to the relayed nick
+    _, [denied] = ask(world, world.relay, world.netops, "[slack] <carol> !show version r1")
+    assert denied["message"].startswith("carol: **\\[denied\\] show version")  # a weak identity: ping only
+    ignored = [
+        fake.post_as(world.otherbot, world.netops, "!help"),  # another bot
+        fake.post_as_webhook(world.alice, world.netops, "!help", username="alice"),  # anyone with the hook URL
+        fake.post_as_webhook(world.relay, world.netops, "[slack] <carol> !ping 10.0.0.1", username="matterbridge",
+                             props={"matterbridge_1f2e": True}),  # the relay, but through a webhook
+        fake.post_as(world.bob, world.netops, "[slack] <carol> !ping 10.0.0.1"),  # a prefix proves nothing
+        fake.post_as(world.alice, world.random, "!help"),  # not in allowed_channels
+        fake.post_as(world.alice, world.elsewhere, "!help"),  # same channel name, other team
+        fake.post_as(world.alice, world.netops, "the core is fine today"),  # chatter
+        fake.post_as(world.alice, world.netops, "@channel maintenance tonight"),  # mentions the bot too
+    ]
+    ask(world, world.alice, world.netops, "!help")  # events are taken in order: the ones above are done
+    for post in ignored:
+        assert answers(world, post) == [], post["message"]
+        assert not claimed(workdir, post["id"]), post["message"]
+    bob_says = ignored[3]
+    assert fake.thread(bob_says["id"]) == []
+
+
+def test_slow_command_gets_working_on_it_then_the_edit(running_bot: BotThread, world: World, lab: Any) -> None:
+    lab.set_delay("r3", 2.0)
+    try:
+        command = world.fake.post_as(world.alice, world.netops, "!show version r3")
+        [ack] = wait_for(lambda: answers(world, command), "the acknowledgement")
+        assert world.fake.edits_of(ack["id"]) == []
+        edited = wait_for(lambda: world.fake.edits_of(ack["id"]), "the edit")
+        assert len(edited) == 1 and "show version on r3" in edited[0]
+        [final] = answers(world, command)  # the same post, now the answer
+        assert final["id"] == ack["id"] and final["edit_at"] > 0 and final["message"] == edited[0]
+    finally:
+        lab.set_delay("r3", 0.01)
+
+
+def test_answer_too_long_for_one_post_goes_into_a_file(running_bot: BotThread, world: World,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("adapters.mattermost.MAX_POST_CHARS", 300)
+    _, [reply] = ask(world, world.alice, world.netops, "!help")
+    assert "too long for one post: attached as answer.md" in reply["message"]
+    assert "usage" in world.fake.file_text(reply["file_ids"][0])
+
+
+def test_dropped_connection_reconnects_and_answers_once(running_bot: BotThread, world: World) -> None:
+    fake = world.fake
+    auths = fake.stats["ws_auth"]
+    fake.drop_connections()
+    wait_for(lambda: fake.stats["ws_auth"] > auths and fake.authenticated(world.bot) == 1
+             and running_bot.is_ready(), "the bot to reconnect")
+    command, [reply] = ask(world, world.alice, world.netops, "!whoami")
+    assert reply["message"].startswith("You are alice")
+    fake.rebroadcast(command["id"])  # the same event delivered twice: the claim holds
+    # Events are taken in order, and this one needs a device while whoami does not: when
+    # it is answered, an answer to the duplicate would long have been posted.
+    _, [marker] = ask(world, world.alice, world.netops, "!show version r2")
+    assert "show version on r2" in marker["message"]
+    assert len(answers(world, command)) == 1
+    assert fake.authenticated(world.bot) == 1
+
+
+def test_server_restart(running_bot: BotThread, world: World) -> None:
+    fake = world.fake
+    auths = fake.stats["ws_auth"]
+    fake.restart()
+    wait_for(lambda: fake.stats["ws_auth"] > auths and running_bot.is_ready(), "the bot to reconnect")
+    command, [reply] = ask(world, world.bob, world.netops, "!ping 10.0.0.1 from r3 count 1")
+    assert "reachable (1/1) from r3" in reply["message"]
+    assert fake.authenticated(world.bot) == 1
+
+
+def test_bad_token_stops_at_once(world: World, lab: Any, tmp_path: Path) -> None:
+    from adapters.mattermost import FatalMattermostError
+
+    before = dict(world.fake.stats)
+    started = time.monotonic()
+    with pytest.raises(FatalMattermostError, match="refused the bot's token"):
+        BotThread(bot_config(world, tmp_path, world.token[:-1] + "x"), lab).start()
+    assert time.monotonic() - started < 10
+    assert world.fake.stats["users_me_401"] - before.get("users_me_401", 0) == 1
+    assert world.fake.stats["ws_auth"] == before.get("ws_auth", 0)  # never tried the websocket
+
+
+def test_not_in_the_team_is_fatal(world: World, lab: Any, tmp_path: Path) -> None:
+    from adapters.mattermost import FatalMattermostError
+
+    with pytest.raises(FatalMattermostError, match="not a member of team 'nope'"):
+        BotThread(bot_config(world, tmp_path, world.token, team="nope"), lab).start()
+
+
+def test_token_revoked_while_connected_is_fatal(world: World, lab: Any, tmp_path: Path,
+                                                caplog: pytest.LogCaptureFixture) -> None:
+    from adapters.mattermost import FatalMattermostError
+
+    fake = world.fake
+    bot2 = fake.add_user("netbot2", bot=True, teams=(next(iter(fake.teams.values())),))
+    token = fake.create_token(bot2)
+    thread = BotThread(bot_config(world, tmp_path, token), lab).start()
+    before = dict(fake.stats)
+    fake.expire_at_websocket(token)  # the next websocket challenge fails, and the token with it
+    fake.drop_connections(bot2)
+    thread.thread.join(WAIT)
+    assert not thread.thread.is_alive()
+    assert isinstance(thread.error, FatalMattermostError)
+    assert fake.stats["ws_auth_failed"] - before.get("ws_auth_failed", 0) == 1  # one try, no loop
+    assert fake.stats["users_me_401"] - before.get("users_me_401", 0) == 1
+    # the closed websocket sent the bot to REST at once, which said 401: no second wait
+    assert "closed during authentication" not in caplog.text
+    assert caplog.text.count("reconnecting in") == 1  # the drop itself
+
+
+def test_tls_with_a_private_ca(world: World, lab: Any, tmp_path: Path) -> None:
+    from adapters.mattermost import MattermostConfig, tls_context
+
+    ca_file, server_ctx = private_ca(tmp_path)
+    with FakeMattermost(ssl_context=server_ctx) as tls:
+        team = tls.add_team("corp")
+        # a user account, not a bot account: its posts carry no from_bot, so only the
+        # own-post check keeps it from answering itself in a direct channel
+        alice, bot = tls.add_user("alice", teams=(team,)), tls.add_user("netbot", teams=(team,))
+        dm = tls.direct_channel(alice, bot)
+        config = bot_config(world, tmp_path, tls.create_token(bot), url=tls.url, ca_file=str(ca_file))
+        thread = BotThread(config, lab).start()  # REST and wss, verified against the private CA
+        try:
+            for message in ("whoami", "help"):
+                command = tls.post_as(alice, dm, message)
+                wait_for(lambda: tls.thread(command["id"], by=bot), f"the answer to {message} over TLS")
+            first = tls.thread(tls.posts_in(dm, by=alice)[0]["id"], by=bot)[0]
+            assert first["message"].startswith(f"You are mattermost:{alice.id}") and "from_bot" not in first["props"]
+            assert len(tls.posts_in(dm, by=bot)) == 2  # it did not answer its own answers
+        finally:
+            thread.stop()
+        # without the CA, the system store does not know the server: refused before any request
+        system_store = tls_context(MattermostConfig(url=tls.url))
+        assert system_store is not None
+        with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+            httpx.get(tls.url + "/api/v4/system/ping", verify=system_store)
+
+
+def test_config_errors() -> None:
+    from adapters.mattermost import load_mattermost_config
+
+    ok = load_mattermost_config({"url": "https://chat.corp.example/", "token_env": "MM_TOKEN"})
+    assert (ok.scheme, ok.host, ok.port, ok.url) == ("https", "chat.corp.example", 443, "https://chat.corp.example")
+    assert load_mattermost_config({"url": "http://127.0.0.1:8065", "token": "t"}).port == 8065
+    for raw, message in [
+        ({"url": "chat.corp.example", "token": "t"}, "[mattermost] url: give the server's address"),
+        ({"url": "https://corp.example/mattermost", "token": "t"}, "sub-path is not supported"),
+        ({"url": "https://c.example"}, "[mattermost] needs token_file, token_env or token"),
+        ({"url": "https://c.example", "token": "t", "token_file": "/x"}, "sets token and token_file"),
+        ({"url": "https://c.example", "token": "t", "tokn": "t"}, "[mattermost] unknown setting tokn"),
+        ({"url": "https://c.example", "token": "t", "ca_file": "/nonexistent.pem"}, "is not a readable file"),
+        ({"url": "https://c.example", "token": "t", "ca_file": "/etc/hostname", "verify_tls": False},
+         "contradict"),
+        ({"url": "https://c.example", "token": "t", "progress_after": -1}, "[mattermost] progress_after"),
+    ]:
+        with pytest.raises(ConfigError) as err:
+            load_mattermost_config(raw)
+        assert message in str(err.value) and "\n" not in str(err.value), raw
+
+
+def test_render_markdown() -> None:
+    from adapters.mattermost import ZWSP, render_markdown
+
+    out = render_markdown(Result(Status.DENIED, "show run: @channel may not [x](y) *run*", [
+        Note("hi @here"), Table(["a", "b"], [["1", "@all"]]), TextBlock("banner ```\n````` x", "r1 config")]))
+    head, note, table, title, block = out.split("\n\n")
+    assert head == f"**\\[denied\\] show run: @{ZWSP}channel may not \\[x\\](y) \\*run\\***"
+    assert note == f"hi @{ZWSP}here"
+    assert table.startswith("```\na  b\n") and f"@{ZWSP}all" in table
+    assert title == "*r1 config*"
+    assert block == "``````\nbanner ```\n````` x\n``````"  # a fence longer than any run inside
+    assert render_markdown(Result(Status.OK, "fine")) == "fine"
+
+
+# --- the fake's strictness: each rule fails a test when it is taken out -------------------------
+def _auth_header(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_fake_rest_needs_a_valid_token_and_answers_json_exactly(world: World) -> None:
+    url = world.fake.url + "/api/v4/users/me"
+    good = httpx.get(url, headers=_auth_header(world.token))
+    assert good.status_code == 200 and good.json()["id"] == world.bot.id
+    assert good.headers["Content-Type"] == "application/json"  # the driver compares it exactly
+    for headers in (_auth_header(world.token[:-1] + "x"), {}):
+        bad = httpx.get(url, headers=headers)
+        assert bad.status_code == 401 and bad.headers["Content-Type"] == "application/json"
+        body = bad.json()
+        assert body["id"] == "api.context.session_expired.app_error" and body["status_code"] == 401
+        assert body["message"] == "Invalid or expired session, please login again." and body["request_id"]
+    missing = httpx.get(world.fake.url + "/api/v4/nothing", headers=_auth_header(world.token))
+    assert missing.status_code == 404 and missing.headers["Content-Type"] == "application/json"
+
+
+def test_fake_websocket_sends_nothing_before_authentication(world: World) -> None:
+    async def scenario() -> None:
+        async with aiohttp.ClientSession() as session:
+            url = world.fake.url + "/api/v4/websocket"
+            async with session.ws_connect(url) as anonymous, session.ws_connect(url) as authed:
+                await authed.send_json({"seq": 1, "action": "authentication_challenge",
+                                        "data": {"token": world.fake.create_token(world.alice)}})
+                hello = json.loads(await authed.receive_str(timeout=5))
+                assert hello["event"] == "hello" and hello["seq"] == 0
+                assert json.loads(await authed.receive_str(timeout=5)) == {"status": "OK", "seq_reply": 1}
+                post = await asyncio.to_thread(world.fake.post_as, world.bob, world.netops, "hello all")
+                event = json.loads(await authed.receive_str(timeout=5))
+                assert event["event"] == "posted" and event["seq"] == 1
+                # A request on the anonymous socket is answered after anything sent before
+                # it: if the post had been delivered there, it would come first.
+                await anonymous.send_json({"seq": 7, "action": "ping"})
+                refusal = json.loads(await anonymous.receive_str(timeout=5))
+                assert refusal["status"] == "FAIL" and refusal["seq_reply"] == 7
+                assert refusal["error"]["id"] == "api.web_socket_router.not_authenticated.app_error"
+                assert json.loads(event["data"]["post"])["id"] == post["id"]
+    asyncio.run(scenario())
+
+
+def test_fake_websocket_bad_token_closes_the_socket(world: World) -> None:
+    async def scenario() -> None:
+        async with aiohttp.ClientSession() as session:
+            async with session.ws_connect(world.fake.url + "/api/v4/websocket") as ws:
+                await ws.send_json({"seq": 1, "action": "authentication_challenge",
+                                    "data": {"token": world.token[:-1] + "x"}})
+                msg = await ws.receive(timeout=5)
+                assert msg.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.ERROR)
+    asyncio.run(scenario())
+
+
+def test_fake_posted_event_carries_the_post_as_a_json_string(world: World) -> None:
+    async def scenario() -> None:
+        async with aiohttp.ClientSession() as session:
+            async with session.ws_connect(world.fake.url + "/api/v4/websocket") as ws:
+                await ws.send_json({"seq": 1, "action": "authentication_challenge",
+                                    "data": {"token": world.fake.create_token(world.bob)}})
+                hello = json.loads(await ws.receive_str(timeout=5))
+                assert json.loads(await ws.receive_str(timeout=5)) == {"status": "OK", "seq_reply": 1}
+                seqs = [hello["seq"]]
+                fake = world.fake
+                await asyncio.to_thread(fake.post_as, world.alice, world.netops, "hi @bob and @nobody")
+                event = json.loads(await ws.receive_str(timeout=5))
+                seqs.append(event["seq"])
+                data = event["data"]
+                assert isinstance(data["post"], str) and json.loads(data["post"])["message"] == "hi @bob and @nobody"
+                assert isinstance(data["mentions"], str) and json.loads(data["mentions"]) == [world.bob.id]
+                assert data["channel_type"] == "O" and data["sender_name"] == "@alice"
+                assert data["team_id"] == world.netops.team_id != ""
+                assert event["broadcast"]["channel_id"] == world.netops.id
+                await asyncio.to_thread(fake.post_as, world.alice, world.netops, "@here lunch")
+                everyone = json.loads(json.loads(await ws.receive_str(timeout=5))["data"]["mentions"])
+                assert world.bob.id in everyone and world.bot.id in everyone and world.alice.id not in everyone
+                await asyncio.to_thread(fake.post_as_webhook, world.alice, world.netops, "deploy done", "ci")
+                hook = json.loads(await ws.receive_str(timeout=5))
+                seqs.append(hook["seq"])
+                assert hook["data"]["sender_name"] == "ci" and "mentions" not in hook["data"]
+                hook_post = json.loads(hook["data"]["post"])
+                assert hook_post["user_id"] == world.alice.id
+                assert hook_post["props"] == {"from_webhook": "true", "override_username": "ci"}
+                assert seqs == [0, 1, 3]
+    asyncio.run(scenario())
+
+
+def test_fake_direct_channel_mentions_the_other_member(world: World) -> None:
+    fake = world.fake
+    dm = fake.direct_channel(world.bob, world.otherbot)
+    token = fake.create_token(world.otherbot)
+
+    async def scenario() -> None:
+        async with aiohttp.ClientSession() as session:
+            async with session.ws_connect(fake.url + "/api/v4/websocket") as ws:
+                await ws.send_json({"seq": 1, "action": "authentication_challenge", "data": {"token": token}})
+                frames = [json.loads(await ws.receive_str(timeout=5)) for _ in range(2)]  # hello and OK
+                assert {f.get("event") or f.get("status") for f in frames} == {"hello", "OK"}
+                await asyncio.to_thread(fake.post_as, world.bob, dm, "just text")
+                event = json.loads(await ws.receive_str(timeout=5))
+                assert event["data"]["channel_type"] == "D" and event["data"]["team_id"] == ""
+                assert json.loads(event["data"]["mentions"]) == [world.otherbot.id]
+    asyncio.run(scenario())
+
+
+def test_fake_post_rules(world: World) -> None:
+    fake, url = world.fake, world.fake.url + "/api/v4/posts"
+    alice = _auth_header(fake.create_token(world.alice))
+    bob = _auth_header(fake.create_token(world.bob))
+
+    def create(headers: dict[str, str], **body: Any) -> httpx.Response:
+        return httpx.post(url, headers=headers, json={"channel_id": world.netops.id, "message": "x", **body})
+
+    root = create(alice).json()
+    reply = create(alice, root_id=root["id"]).json()
+    assert reply["root_id"] == root["id"]
+    refused = create(alice, root_id=reply["id"])  # a reply is not a thread root
+    assert refused.status_code == 400 and refused.json()["id"] == "api.post.create_post.root_id.app_error"
+    other = httpx.post(url, headers=alice, json={"channel_id": world.elsewhere.id, "message": "x",
+                                                  "root_id": root["id"]})
+    assert other.status_code == 400 and other.json()["id"] == "api.post.create_post.channel_root_id.app_error"
+    dm = httpx.post(url, headers=bob, json={"channel_id": world.dm.id, "message": "x"})  # not a member
+    assert dm.status_code == 403
+    with pytest.raises(ApiError):
+        fake.post_as(world.bob, world.dm, "x")  # nor through the test API
+    assert create(alice, message="y" * (MAX_POST_CHARS + 1)).status_code == 400
+    forged = create(alice, props={"from_webhook": "true", "from_bot": "true", "override_username": "x"}).json()
+    assert forged["props"] == {}
+    assert create(_auth_header(world.token)).json()["props"] == {"from_bot": "true"}
+    patched = httpx.put(f"{url}/{root['id']}/patch", headers=bob, json={"message": "mine now"})
+    assert patched.status_code == 403  # only the author edits
+    ok = httpx.put(f"{url}/{root['id']}/patch", headers=alice, json={"message": "edited"}).json()
+    assert ok["message"] == "edited" and ok["edit_at"] > 0
+
+
+def test_fake_file_rules(world: World) -> None:
+    fake, base = world.fake, world.fake.url + "/api/v4"
+    alice = _auth_header(fake.create_token(world.alice))
+    bob = _auth_header(fake.create_token(world.bob))
+
+    def upload(headers: dict[str, str], channel: Channel) -> httpx.Response:
+        return httpx.post(f"{base}/files", headers=headers, data={"channel_id": channel.id},
+                          files={"files": ("a.txt", b"hello", "text/plain")})
+
+    resp = upload(alice, world.netops)
+    assert resp.status_code == 201 and resp.headers["Content-Type"] == "application/json"
+    body = resp.json()
+    assert set(body) == {"file_infos", "client_ids"} and body["client_ids"] == []
+    [info] = body["file_infos"]
+    assert info["name"] == "a.txt" and info["size"] == 5 and info["post_id"] == ""
+    assert upload(bob, world.dm).status_code == 403  # not a member of that channel
+    wrong_part = httpx.post(f"{base}/files", headers=alice, data={"channel_id": world.netops.id},
+                            files={"file": ("a.txt", b"x", "text/plain")})
+    assert wrong_part.status_code == 400  # the part must be called "files"
+
+    def post(headers: dict[str, str], channel: Channel, file_ids: list[str]) -> httpx.Response:
+        return httpx.post(f"{base}/posts", headers=headers,
+                          json={"channel_id": channel.id, "message": "f", "file_ids": file_ids})
+
+    assert post(bob, world.netops, [info["id"]]).status_code == 400  # someone else's upload
+    assert post(alice, world.random, [info["id"]]).status_code == 400  # uploaded into another channel
+    six = [upload(alice, world.netops).json()["file_infos"][0]["id"] for _ in range(6)]
+    assert post(alice, world.netops, six).status_code == 400  # at most 5 per post
+    attached = post(alice, world.netops, [info["id"]]).json()
+    assert attached["file_ids"] == [info["id"]] and attached["metadata"]["files"][0]["post_id"] == attached["id"]
+    assert post(alice, world.netops, [info["id"]]).status_code == 400  # already attached
