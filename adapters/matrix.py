@@ -113,7 +113,8 @@ class MatrixAdapter:
         self._current: asyncio.Task[None] | None = None  # the sync in flight
         self._stopping = asyncio.Event()
         self.display_name = cfg.user_id.split(":")[0].lstrip("@")
-        self.synced = asyncio.Event()  # set after every successful sync (tests wait on it)
+        self.synced = asyncio.Event()  # pulsed after every successful sync
+        self.ready = asyncio.Event()  # set once the first sync went through
         bot.add_notifier(PLATFORM, self.post_alert)
 
     # --- lifecycle ----------------------------------------------------------------
@@ -212,6 +213,7 @@ class MatrixAdapter:
                         await self._take(incoming, catching_up)
         await self._keys_maintenance()
         await asyncio.to_thread(self.state.put, self.position_key, resp.next_batch)
+        self.ready.set()
         self.synced.set()
         self.synced.clear()
 

@@ -133,14 +133,17 @@ def format_interval(seconds: float) -> str:
 
 
 Notifier = Callable[[str, Result], Awaitable[None]]  # (room without platform, result)
-_service: MonitorService | None = None
+# Live services by database: a stored job names its database, which stays the same
+# across restarts (and tells apart several bots in one process, as in tests).
+_services: dict[str, MonitorService] = {}
 
 
-async def run_scheduled(monitor_id: str) -> None:
+async def run_scheduled(database: str, monitor_id: str) -> None:
     """What APScheduler stores and calls: a module-level function, found by name after a
     restart; the live service is looked up here."""
-    if _service is not None:
-        await _service.run_now(monitor_id)
+    service = _services.get(database)
+    if service is not None:
+        await service.run_now(monitor_id)
 
 
 @dataclass
@@ -159,9 +162,12 @@ class MonitorService:
         metadata.create_all(self.engine)
 
     # --- lifecycle ----------------------------------------------------------------
+    @property
+    def database(self) -> str:
+        return self.engine.url.render_as_string(hide_password=True)
+
     async def start(self, static: list[dict[str, Any]] | None = None) -> None:
-        global _service
-        _service = self
+        _services[self.database] = self
         self.scheduler = AsyncIOScheduler(
             jobstores={"default": SQLAlchemyJobStore(engine=self.engine, tablename="apscheduler_jobs")},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 300},
@@ -172,11 +178,10 @@ class MonitorService:
             self._add_static(number, raw)
 
     async def stop(self) -> None:
-        global _service
         if self.scheduler is not None and self.scheduler.running:
             self.scheduler.shutdown(wait=False)
-        if _service is self:
-            _service = None
+        if _services.get(self.database) is self:
+            del _services[self.database]
 
     def _add_static(self, number: int, raw: dict[str, Any]) -> None:
         """[[monitor]] from the config: same fields as the chat command."""
@@ -222,7 +227,7 @@ class MonitorService:
             conn.execute(insert(monitors_table).values(**row))
         assert self.scheduler is not None
         self.scheduler.add_job(run_scheduled, "interval", seconds=monitor.interval, id=monitor.id,
-                               args=[monitor.id], replace_existing=True,
+                               args=[self.database, monitor.id], replace_existing=True,
                                **({"next_run_time": datetime.now(timezone.utc)} if self.first_run_now else {}))
         if monitor.paused:
             self.scheduler.pause_job(monitor.id)

@@ -11,7 +11,6 @@ import asyncio
 import json
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -21,6 +20,7 @@ import requests
 from nio import AsyncClient, AsyncClientConfig, RoomCreateResponse, RoomSendResponse
 
 from chatbot.lab import Fault, planted_secrets
+from bot_thread import BotThread
 from synapse_server import SynapseServer
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
@@ -73,68 +73,6 @@ def bot_config(synapse: SynapseServer, workdir: Path, user: str = "@netbot:local
     }
 
 
-class BotThread:
-    """`chatbot run` in a thread: the adapter on its own event loop."""
-
-    def __init__(self, config: dict[str, Any], lab: Any) -> None:
-        self.config = config
-        self.lab = lab
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self.adapter: Any = None
-        self.ready = threading.Event()
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        try:
-            asyncio.run(self._main())
-        except BaseException as err:  # surfaced by the test through .error
-            self.error = err
-            self.ready.set()
-
-    async def _main(self) -> None:
-        from adapters.bridges import BridgeResolver
-        from adapters.matrix import MatrixAdapter, load_matrix_config
-        from chatbot.app import build_bot
-        from chatbot.audit import AuditLog, make_engine
-        from chatbot.cli import lab_access
-        from chatbot.config import parse_config
-        from chatbot.state import ChatState
-
-        self.loop = asyncio.get_running_loop()
-        config = parse_config(self.config)
-        engine = make_engine(config.bot.database)
-        bot = build_bot(config, lab_access(self.lab), audit=AuditLog(engine))
-        self.adapter = MatrixAdapter(bot, load_matrix_config(config.matrix), ChatState(engine),
-                                     BridgeResolver(config.bridges))
-        self.stop_requested = asyncio.Event()
-        await bot.start()
-        run = asyncio.create_task(self.adapter.run())
-        waiter = asyncio.create_task(self.adapter.synced.wait())
-        await asyncio.wait([run, waiter], return_when=asyncio.FIRST_COMPLETED)
-        self.ready.set()
-        stop = asyncio.create_task(self.stop_requested.wait())
-        await asyncio.wait([run, stop], return_when=asyncio.FIRST_COMPLETED)
-        await self.adapter.stop()  # as `chatbot run` does on SIGTERM
-        await run
-        await bot.stop()
-
-    def start(self) -> BotThread:
-        self.thread.start()
-        assert self.ready.wait(60), "the bot did not sync in time"
-        if self.error:
-            raise self.error
-        return self
-
-    def stop(self) -> None:
-        if self.loop is not None and self.thread.is_alive():
-            self.loop.call_soon_threadsafe(self.stop_requested.set)
-        self.thread.join(30)
-        assert not self.thread.is_alive()
-        if self.error:
-            raise self.error
-
-
 @pytest.fixture(scope="module")
 def bot_workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("bot")
@@ -142,7 +80,7 @@ def bot_workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def running_bot(synapse: SynapseServer, lab: Any, bot_workdir: Path) -> Iterator[BotThread]:
-    bot = BotThread(bot_config(synapse, bot_workdir), lab).start()
+    bot = BotThread(bot_config(synapse, bot_workdir), lab, "matrix").start()
     yield bot
     bot.stop()
 
@@ -431,7 +369,7 @@ def test_restarts_answer_missed_commands_exactly_once(synapse: SynapseServer, la
     workdir = tmp_path / "bot"
     workdir.mkdir()
     config = bot_config(synapse, workdir, user="@netbot2:localhost")
-    bot = BotThread(config, lab).start()
+    bot = BotThread(config, lab, "matrix").start()
 
     async def scenario() -> None:
         nonlocal bot
@@ -441,7 +379,7 @@ def test_restarts_answer_missed_commands_exactly_once(synapse: SynapseServer, la
             await bob.wait_for(lambda: bob.replies_to(before), "the first answer")
             bot.stop()
             missed = await bob.say(room, "!show version r2")  # sent while the bot is down
-            bot = BotThread(config, lab).start()
+            bot = BotThread(config, lab, "matrix").start()
             await bob.wait_for(lambda: bob.replies_to(missed), "the missed command's answer")
             # the homeserver restarts under the running bot: it reconnects, answers once
             synapse.restart()
@@ -463,7 +401,7 @@ def test_commands_older_than_the_catch_up_age_are_not_run(synapse: SynapseServer
     workdir.mkdir()
     config = bot_config(synapse, workdir, user="@netbot3:localhost")
     config["matrix"]["catch_up_max_age"] = 1
-    bot = BotThread(config, lab).start()
+    bot = BotThread(config, lab, "matrix").start()
 
     async def scenario() -> None:
         nonlocal bot
@@ -478,7 +416,7 @@ def test_commands_older_than_the_catch_up_age_are_not_run(synapse: SynapseServer
                 return int(got.json()["unsigned"]["age"])
 
             await bob.wait_for(lambda: server_age_ms() > 1500, "the command to grow older than the limit")
-            bot = BotThread(config, lab).start()
+            bot = BotThread(config, lab, "matrix").start()
             marker = await bob.say(room, "!whoami")
             await bob.wait_for(lambda: bob.replies_to(marker), "the marker's answer")
             assert bob.replies_to(stale) == []

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from sqlalchemy import create_engine, text
 from chatbot.config import ConfigError
 from chatbot.lab import planted_secrets
 from chatbot.results import Note, Result, Status, Table, TextBlock
+from bot_thread import BotThread
 from fake_mattermost import MAX_POST_CHARS, ApiError, Channel, FakeMattermost, User
 from fake_mattermost_tls import private_ca
 
@@ -90,74 +90,6 @@ def bot_config(world: World, workdir: Path, token: str, **mattermost: Any) -> di
     }
 
 
-class BotThread:
-    """`chatbot run` in a thread: the adapter on its own event loop."""
-
-    def __init__(self, config: dict[str, Any], lab: Any) -> None:
-        self.config = config
-        self.lab = lab
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self.adapter: Any = None
-        self.ready = threading.Event()
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        try:
-            asyncio.run(self._main())
-        except BaseException as err:  # surfaced by the test through .error
-            self.error = err
-        finally:
-            self.ready.set()
-
-    async def _main(self) -> None:
-        from adapters.bridges import BridgeResolver
-        from adapters.mattermost import MattermostAdapter, load_mattermost_config
-        from chatbot.app import build_bot
-        from chatbot.audit import AuditLog, make_engine
-        from chatbot.cli import lab_access
-        from chatbot.config import parse_config
-        from chatbot.state import ChatState
-
-        self.loop = asyncio.get_running_loop()
-        config = parse_config(self.config)
-        engine = make_engine(config.bot.database)
-        bot = build_bot(config, lab_access(self.lab), audit=AuditLog(engine))
-        self.adapter = MattermostAdapter(bot, load_mattermost_config(config.mattermost or {}), ChatState(engine),
-                                         BridgeResolver(config.bridges))
-        self.stop_requested = asyncio.Event()
-        run = asyncio.create_task(self.adapter.run())
-        waiter = asyncio.create_task(self.adapter.ready.wait())
-        await asyncio.wait([run, waiter], return_when=asyncio.FIRST_COMPLETED)
-        if run.done():
-            waiter.cancel()
-            await self.adapter.stop()
-            run.result()  # it failed before connecting: the test sees why through .error
-        self.ready.set()
-        stop = asyncio.create_task(self.stop_requested.wait())
-        await asyncio.wait([run, stop], return_when=asyncio.FIRST_COMPLETED)
-        await self.adapter.stop()  # as `chatbot run` does on SIGTERM
-        await run
-
-    def start(self) -> BotThread:
-        self.thread.start()
-        assert self.ready.wait(30), "the bot did not connect in time"
-        if self.error:
-            raise self.error
-        return self
-
-    def is_ready(self) -> bool:
-        return bool(self.adapter is not None and self.adapter.ready.is_set())
-
-    def stop(self) -> None:
-        if self.loop is not None and self.thread.is_alive():
-            self.loop.call_soon_threadsafe(self.stop_requested.set)
-        self.thread.join(30)
-        assert not self.thread.is_alive()
-        if self.error:
-            raise self.error
-
-
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("mattermost-bot")
@@ -165,7 +97,7 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def running_bot(world: World, lab: Any, workdir: Path) -> Iterator[BotThread]:
-    bot = BotThread(bot_config(world, workdir, world.token), lab).start()
+    bot = BotThread(bot_config(world, workdir, world.token), lab, "mattermost").start()
     yield bot
     bot.stop()
 
@@ -318,7 +250,7 @@ def test_bad_token_stops_at_once(world: World, lab: Any, tmp_path: Path) -> None
     before = dict(world.fake.stats)
     started = time.monotonic()
     with pytest.raises(FatalMattermostError, match="refused the bot's token"):
-        BotThread(bot_config(world, tmp_path, world.token[:-1] + "x"), lab).start()
+        BotThread(bot_config(world, tmp_path, world.token[:-1] + "x"), lab, "mattermost").start()
     assert time.monotonic() - started < 10
     assert world.fake.stats["users_me_401"] - before.get("users_me_401", 0) == 1
     assert world.fake.stats["ws_auth"] == before.get("ws_auth", 0)  # never tried the websocket
@@ -328,7 +260,7 @@ def test_not_in_the_team_is_fatal(world: World, lab: Any, tmp_path: Path) -> Non
     from adapters.mattermost import FatalMattermostError
 
     with pytest.raises(FatalMattermostError, match="not a member of team 'nope'"):
-        BotThread(bot_config(world, tmp_path, world.token, team="nope"), lab).start()
+        BotThread(bot_config(world, tmp_path, world.token, team="nope"), lab, "mattermost").start()
 
 
 def test_token_revoked_while_connected_is_fatal(world: World, lab: Any, tmp_path: Path,
@@ -338,7 +270,7 @@ def test_token_revoked_while_connected_is_fatal(world: World, lab: Any, tmp_path
     fake = world.fake
     bot2 = fake.add_user("netbot2", bot=True, teams=(next(iter(fake.teams.values())),))
     token = fake.create_token(bot2)
-    thread = BotThread(bot_config(world, tmp_path, token), lab).start()
+    thread = BotThread(bot_config(world, tmp_path, token), lab, "mattermost").start()
     before = dict(fake.stats)
     fake.expire_at_websocket(token)  # the next websocket challenge fails, and the token with it
     fake.drop_connections(bot2)
@@ -363,7 +295,7 @@ def test_tls_with_a_private_ca(world: World, lab: Any, tmp_path: Path) -> None:
         alice, bot = tls.add_user("alice", teams=(team,)), tls.add_user("netbot", teams=(team,))
         dm = tls.direct_channel(alice, bot)
         config = bot_config(world, tmp_path, tls.create_token(bot), url=tls.url, ca_file=str(ca_file))
-        thread = BotThread(config, lab).start()  # REST and wss, verified against the private CA
+        thread = BotThread(config, lab, "mattermost").start()  # REST and wss, verified against the private CA
         try:
             for message in ("whoami", "help"):
                 command = tls.post_as(alice, dm, message)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -19,6 +18,7 @@ import aiohttp
 import pytest
 
 from chatbot.lab import planted_secrets
+from bot_thread import BotThread
 from fake_slack import BOT_ID, BOT_USER, FakeSlack
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
@@ -64,73 +64,6 @@ def bot_config(fake: FakeSlack, workdir: Path, **slack: Any) -> dict[str, Any]:
     }
 
 
-class SlackBotThread:
-    """`chatbot run` with the Slack adapter, in a thread with its own event loop."""
-
-    def __init__(self, config: dict[str, Any], lab: Any) -> None:
-        self.config = config
-        self.lab = lab
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self.adapter: Any = None
-        self.ready = threading.Event()
-        self.error: BaseException | None = None
-        self.finished = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        try:
-            asyncio.run(self._main())
-        except BaseException as err:  # surfaced by the test through .error
-            self.error = err
-        finally:
-            self.finished.set()
-            self.ready.set()
-
-    async def _main(self) -> None:
-        from adapters.bridges import BridgeResolver
-        from adapters.slack import SlackAdapter, load_slack_config
-        from chatbot.app import build_bot
-        from chatbot.audit import AuditLog, make_engine
-        from chatbot.cli import lab_access
-        from chatbot.config import parse_config
-        from chatbot.state import ChatState
-
-        self.loop = asyncio.get_running_loop()
-        config = parse_config(self.config)
-        engine = make_engine(config.bot.database)
-        bot = build_bot(config, lab_access(self.lab), audit=AuditLog(engine))
-        self.adapter = SlackAdapter(bot, load_slack_config(config.slack or {}), ChatState(engine),
-                                    BridgeResolver(config.bridges))
-        self.stop_requested = asyncio.Event()
-        self.run_started = time.monotonic()
-        run = asyncio.create_task(self.adapter.run())
-        run.add_done_callback(lambda _: setattr(self, "run_ended", time.monotonic()))
-        waiter = asyncio.create_task(self.adapter.ready.wait())
-        await asyncio.wait([run, waiter], return_when=asyncio.FIRST_COMPLETED)
-        self.ready.set()
-        stop = asyncio.create_task(self.stop_requested.wait())
-        await asyncio.wait([run, stop], return_when=asyncio.FIRST_COMPLETED)
-        await self.adapter.stop()  # as `chatbot run` does on SIGTERM
-        waiter.cancel()
-        await run
-
-    def start(self, wait_ready: bool = True) -> SlackBotThread:
-        self.thread.start()
-        if wait_ready:
-            assert self.ready.wait(30), "the bot did not connect in time"
-            if self.error:
-                raise self.error
-        return self
-
-    def stop(self) -> None:
-        if self.loop is not None and self.thread.is_alive():
-            self.loop.call_soon_threadsafe(self.stop_requested.set)
-        self.thread.join(30)
-        assert not self.thread.is_alive()
-        if self.error:
-            raise self.error
-
-
 @pytest.fixture(scope="module")
 def fake() -> Iterator[FakeSlack]:
     # message.channels too: `!` commands without a mention, and relays, reach the bot;
@@ -140,8 +73,8 @@ def fake() -> Iterator[FakeSlack]:
 
 
 @pytest.fixture(scope="module")
-def running_bot(fake: FakeSlack, lab: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SlackBotThread]:
-    bot = SlackBotThread(bot_config(fake, tmp_path_factory.mktemp("slackbot")), lab).start()
+def running_bot(fake: FakeSlack, lab: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[BotThread]:
+    bot = BotThread(bot_config(fake, tmp_path_factory.mktemp("slackbot")), lab, "slack").start()
     yield bot
     bot.stop()
 
@@ -160,7 +93,7 @@ def ask(fake: FakeSlack, user: str, channel: str, text: str, *, thread_ts: str |
     return ts, replies
 
 
-def settle(fake: FakeSlack, bot: SlackBotThread) -> None:
+def settle(fake: FakeSlack, bot: BotThread) -> None:
     """Every envelope sent so far is acknowledged and handled: what was going to
     happen, happened (checked twice, a little apart, so nothing is between the two)."""
     def quiet() -> bool:
@@ -270,7 +203,7 @@ def test_render_mrkdwn_and_incoming_text() -> None:
     assert plain_text("<@U1> in <#C1|netops> <!here>") == "<@U1> in #netops @here"
 
 
-def test_help_by_mention_in_thread(running_bot: SlackBotThread, fake: FakeSlack) -> None:
+def test_help_by_mention_in_thread(running_bot: BotThread, fake: FakeSlack) -> None:
     ts, [reply, *_] = ask(fake, ALICE, NETOPS, f"<@{BOT_USER}> help")
     assert reply["thread_ts"] == ts  # a thread on the command
     assert reply["text"].startswith("Commands you can run here:") and "```" in reply["text"]
@@ -280,14 +213,14 @@ def test_help_by_mention_in_thread(running_bot: SlackBotThread, fake: FakeSlack)
     assert [m["ts"] for m in fake.replies_to(NETOPS, ts)] == [reply["ts"]]
 
 
-def test_ping_in_an_existing_thread(running_bot: SlackBotThread, fake: FakeSlack) -> None:
+def test_ping_in_an_existing_thread(running_bot: BotThread, fake: FakeSlack) -> None:
     root = fake.user_says(SAM, NETOPS, "thread about r1")
     _, [reply] = ask(fake, SAM, NETOPS, f"<@{BOT_USER}>: ping 10.0.0.1 from r1", thread_ts=root)
     assert reply["thread_ts"] == root
     assert "10.0.0.1 is reachable (5/5) from r1" in reply["text"]
 
 
-def test_dm_without_prefix_show_run_is_a_redacted_file(running_bot: SlackBotThread, fake: FakeSlack) -> None:
+def test_dm_without_prefix_show_run_is_a_redacted_file(running_bot: BotThread, fake: FakeSlack) -> None:
     ts, replies = ask(fake, ALICE, ALICE_DM, "show run r1", parts=2)
     text = next(m for m in replies if not m["files"])
     shared = next(m for m in replies if m["files"])
@@ -303,7 +236,7 @@ def test_dm_without_prefix_show_run_is_a_redacted_file(running_bot: SlackBotThre
     assert denied["text"].startswith("*[denied] show run:")
 
 
-def test_slash_command_acked_at_once_answered_later(running_bot: SlackBotThread, fake: FakeSlack, lab: Any) -> None:
+def test_slash_command_acked_at_once_answered_later(running_bot: BotThread, fake: FakeSlack, lab: Any) -> None:
     lab.set_delay("r3", 4)  # the command takes longer than Slack's 3 seconds
     try:
         before = len(fake.messages_in(NETOPS))
@@ -325,7 +258,7 @@ def test_slash_command_acked_at_once_answered_later(running_bot: SlackBotThread,
     assert [e for e in fake.envelopes() if e["envelope_id"] == sent["envelope_id"]][0]["ack_payload"] is None
 
 
-def test_slash_command_where_the_bot_cannot_post_answers_privately(running_bot: SlackBotThread,
+def test_slash_command_where_the_bot_cannot_post_answers_privately(running_bot: BotThread,
                                                                    fake: FakeSlack) -> None:
     fake.slash("/netbot", "ping 10.0.0.1 from r2 count 1", ALICE, OTHERS_DM)  # a DM between two people
     [reply] = fake.wait_for(lambda: [m for m in fake.messages_in(OTHERS_DM) if "is reachable" in m["text"]],
@@ -342,7 +275,7 @@ def test_slash_command_where_the_bot_cannot_post_answers_privately(running_bot: 
     assert "(direct)" in who[0]["text"]
 
 
-def test_channels_not_allowed_are_ignored(running_bot: SlackBotThread, fake: FakeSlack) -> None:
+def test_channels_not_allowed_are_ignored(running_bot: BotThread, fake: FakeSlack) -> None:
     ignored = fake.user_says(ALICE, RANDOM, f"<@{BOT_USER}> help")
     fake.slash("/netbot", "help", ALICE, RANDOM)
     [refusal] = fake.wait_for(lambda: [m for m in fake.messages_in(RANDOM) if m["ephemeral"]], "the refusal")
@@ -354,7 +287,7 @@ def test_channels_not_allowed_are_ignored(running_bot: SlackBotThread, fake: Fak
     assert reply["text"].startswith("You are slack:" + SAM)
 
 
-def test_bots_self_and_relays(running_bot: SlackBotThread, fake: FakeSlack) -> None:
+def test_bots_self_and_relays(running_bot: BotThread, fake: FakeSlack) -> None:
     other_bot = fake.post_event({"type": "message", "subtype": "bot_message", "bot_id": "B0OTHER01",
                                  "username": "deploybot", "text": "!help", "channel": NETOPS,
                                  "channel_type": "channel"})
@@ -387,7 +320,7 @@ def test_bots_self_and_relays(running_bot: SlackBotThread, fake: FakeSlack) -> N
         assert not [m for m in fake.messages_in(dm) if m["thread_ts"] in own]
 
 
-def test_redelivered_envelope_is_answered_once(running_bot: SlackBotThread, fake: FakeSlack) -> None:
+def test_redelivered_envelope_is_answered_once(running_bot: BotThread, fake: FakeSlack) -> None:
     sent = fake.post_event({"type": "message", "user": SAM, "text": "!ping 10.0.0.2 from r2 count 1",
                             "channel": NETOPS, "channel_type": "channel"}, duplicate=True)
     fake.wait_for(lambda: fake.replies_to(NETOPS, sent["ts"]), "the answer")
@@ -399,7 +332,7 @@ def test_redelivered_envelope_is_answered_once(running_bot: SlackBotThread, fake
     assert fake.redeliveries == 0  # every envelope of the module was acked within the deadline
 
 
-def _reconnects(fake: FakeSlack, running_bot: SlackBotThread, cut: str, caplog: pytest.LogCaptureFixture) -> None:
+def _reconnects(fake: FakeSlack, running_bot: BotThread, cut: str, caplog: pytest.LogCaptureFixture) -> None:
     hellos = fake.hellos
     with caplog.at_level("INFO", logger="adapters.slack"):
         if cut == "drop":
@@ -420,12 +353,12 @@ def _reconnects(fake: FakeSlack, running_bot: SlackBotThread, cut: str, caplog: 
         assert "connecting failed" in logged and fake.rejected_tickets == 0
 
 
-def test_disconnect_envelope_reconnects(running_bot: SlackBotThread, fake: FakeSlack,
+def test_disconnect_envelope_reconnects(running_bot: BotThread, fake: FakeSlack,
                                         caplog: pytest.LogCaptureFixture) -> None:
     _reconnects(fake, running_bot, "disconnect", caplog)
 
 
-def test_dropped_socket_reconnects(running_bot: SlackBotThread, fake: FakeSlack,
+def test_dropped_socket_reconnects(running_bot: BotThread, fake: FakeSlack,
                                    caplog: pytest.LogCaptureFixture) -> None:
     _reconnects(fake, running_bot, "drop", caplog)
 
@@ -437,7 +370,7 @@ def test_bad_token_is_fatal_at_once(lab: Any, tmp_path: Path, which: str) -> Non
     with make_fake() as fake:
         tokens = {"bot": {"bot_token": "xoxb-revoked-long-ago"}, "app": {"app_token": "xapp-1-A0-forged"},
                   "swapped": {"bot_token": fake.app_token, "app_token": fake.bot_token}, "revoked": {}}[which]
-        bot = SlackBotThread(bot_config(fake, tmp_path, **tokens), lab)
+        bot = BotThread(bot_config(fake, tmp_path, **tokens), lab, "slack")
         bot.start(wait_ready=which == "revoked")
         if which == "revoked":  # revoked while running: the reconnection Slack asks for is refused
             fake.revoke(fake.app_token)
