@@ -64,6 +64,7 @@ class MatrixConfig(BaseModel):
     allowed_rooms: list[str] = Field(default_factory=list)  # room id patterns
     attachment_lines: int = Field(default=40, ge=1)
     progress_after: float = Field(default=2.0, ge=0)
+    progress_every: float = Field(default=10.0, gt=0)  # seconds between progress edits
     catch_up_max_age: float = Field(default=600.0, ge=0)  # seconds
     answer_edits: bool = False
     sync_timeout: float = Field(default=30.0, gt=0)
@@ -308,21 +309,24 @@ class MatrixAdapter:
             self.bot, msg, self.cfg.progress_after,
             acknowledge=lambda: self._send(msg, self._content(msg, self.bot.progress_text(msg.message_id), None)),
             deliver=lambda reply, ack_id: self._deliver(msg, reply, ack_id),
+            update=lambda ack_id, text: self._send(msg, self._edit(ack_id, self._content(msg, text, None))),
+            progress_every=self.cfg.progress_every,
         )
 
     async def _deliver(self, msg: Message, reply: Reply, ack_id: str | None) -> None:
         inline, files = split_attachments(reply.result, self.cfg.attachment_lines)
         prefix = f"{reply.mention}: " if reply.mention else ""
         content = self._content(msg, prefix + render_text(inline), render_html(inline), prefix)
-        if ack_id is None:
-            await self._send(msg, content)
-        else:
-            new = {k: v for k, v in content.items() if k != "m.relates_to"}
-            edit = dict(new, body="* " + new["body"], **{"m.new_content": new,
-                                                          "m.relates_to": {"rel_type": "m.replace", "event_id": ack_id}})
-            await self._send(msg, edit)
+        await self._send(msg, content if ack_id is None else self._edit(ack_id, content))
         for attachment in files:
             await self._send_file(msg, attachment.filename, attachment.text)
+
+    @staticmethod
+    def _edit(event_id: str, content: dict[str, Any]) -> dict[str, Any]:
+        """An m.replace edit of `event_id` into `content` (relations stay the original's)."""
+        new = {k: v for k, v in content.items() if k != "m.relates_to"}
+        return dict(new, body="* " + new["body"],
+                    **{"m.new_content": new, "m.relates_to": {"rel_type": "m.replace", "event_id": event_id}})
 
     def _content(self, msg: Message, body: str, html: str | None, html_prefix: str = "") -> dict[str, Any]:
         content: dict[str, Any] = {"msgtype": "m.notice", "body": body}

@@ -50,7 +50,7 @@ def bot_config(synapse: SynapseServer, workdir: Path, user: str = "@netbot:local
         "matrix": {
             "homeserver": synapse.base_url, "user_id": user, "password": PASSWORD,
             "store_dir": str(workdir / "store"), "allowed_inviters": ["@alice:localhost", "@bob:localhost"],
-            "progress_after": 1.0, "attachment_lines": 40, "sync_timeout": 5,
+            "progress_after": 1.0, "progress_every": 0.5, "attachment_lines": 40, "sync_timeout": 5,
         },
         "identities": {"alice": ["matrix:@alice:localhost", "slack:U0456EFGH"]},
         "bridges": {
@@ -170,14 +170,15 @@ def _final(replies: list[Any]) -> list[Any]:
         if _rel(e).get("rel_type") == "m.replace":
             continue
         if e.event_id in edited:
-            out.append(edited[e.event_id])
+            if not _is_ack(edited[e.event_id]):  # a progress edit is not the answer yet
+                out.append(edited[e.event_id])
         elif not _is_ack(e):
             out.append(e)
     return out
 
 
 def _is_ack(event: Any) -> bool:
-    text = getattr(event, "body", "") or ""
+    text = body(event)
     return text.startswith("working on it") or text.startswith("queued (job")
 
 
@@ -445,3 +446,25 @@ def test_monitor_alerts_reach_the_room(running_bot: BotThread, synapse: SynapseS
         run(scenario())
     finally:
         lab.set_fault("r11", None)
+
+
+def test_long_job_over_many_devices_reports_progress(running_bot: BotThread, synapse: SynapseServer, lab: Any,
+                                                     tmp_path: Path) -> None:
+    delays = {"r5": 0.5, "r6": 2.5, "r7": 4.0}
+    for name, delay in delays.items():
+        lab.set_delay(name, delay)
+    try:
+        async def scenario() -> None:
+            async with Human(synapse, "alice", tmp_path / "alice") as alice:
+                room = await alice.room_with_bot()
+                event_id = await alice.say(room, "!show version r5,r6,r7")
+                await alice.wait_for(lambda: _final(alice.replies_to(event_id)), "the answer")
+                edits = [body(e) for e in alice.replies_to(event_id) if _rel(e).get("rel_type") == "m.replace"]
+                progress = [t for t in edits if "devices done" in t]
+                assert progress, edits  # at least one progress edit before the answer
+                assert any("/3 devices done" in t for t in progress)
+                assert "show version on 3 devices: 3 ok" in edits[-1]
+        run(scenario())
+    finally:
+        for name in delays:
+            lab.set_delay(name, 0.01)
