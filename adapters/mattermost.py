@@ -44,7 +44,7 @@ from mattermostautodriver.exceptions import NoAccessTokenProvided
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from adapters.bridges import BridgeResolver
-from adapters.common import WORKING, answer_with_progress, short_error
+from adapters.common import answer_with_progress, short_error
 from chatbot.bot import Bot
 from chatbot.config import ConfigError
 from chatbot.errors import UserError
@@ -363,9 +363,13 @@ class MattermostAdapter:
         root = msg.thread or msg.message_id or ""  # a thread's replies all hang off its root post
         await answer_with_progress(
             self.bot, msg, self.cfg.progress_after,
-            acknowledge=lambda: self._create_post(msg.room, root, WORKING),
+            acknowledge=lambda: self._create_post(msg.room, root, escape_markdown(self.bot.progress_text(msg.message_id))),
             deliver=lambda reply, ack_id: self._deliver(msg.room, root, reply, ack_id),
+            update=lambda ack_id, text: self._patch(ack_id, escape_markdown(text)),
         )
+
+    async def _patch(self, post_id: str, message: str) -> None:
+        await self.driver.posts.patch_post(post_id, message=message)
 
     async def _deliver(self, channel_id: str, root: str, reply: Reply, ack_id: str | None) -> None:
         inline, files = split_attachments(reply.result, self.cfg.attachment_lines)

@@ -60,7 +60,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from adapters.bridges import BridgeResolver, Resolved
-from adapters.common import WORKING, answer_with_progress, short_error
+from adapters.common import answer_with_progress, short_error
 from chatbot.bot import Bot
 from chatbot.config import ConfigError
 from chatbot.errors import UserError
@@ -391,9 +391,14 @@ class SlackAdapter:
     async def _answer(self, msg: Message, target: Target) -> None:
         await answer_with_progress(
             self.bot, msg, self.cfg.progress_after,
-            acknowledge=lambda: self._post(target, _escape(WORKING)),
+            acknowledge=lambda: self._post(target, _escape(self.bot.progress_text(msg.message_id))),
             deliver=lambda reply, ack: self._deliver(target, reply, ack),
+            update=lambda ack, text: self._progress(target, ack, text),
         )
+
+    async def _progress(self, target: Target, ack_ts: str, text: str) -> None:
+        if ack_ts != EPHEMERAL and self.web is not None:  # an ephemeral note cannot be edited
+            await self.web.chat_update(channel=target.channel, ts=ack_ts, text=self._with_header(target, _escape(text)))
 
     async def _deliver(self, target: Target, reply: Reply, ack_ts: str | None) -> None:
         assert self.web is not None

@@ -31,7 +31,10 @@ from fake_mattermost_tls import private_ca
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
 WAIT = 20.0
-WORKING = "working on it…"
+def is_ack(text: str) -> bool:
+    """The "working on it (job …)" / "queued (job …)" notice (Markdown-escaped)."""
+    plain = text.replace("\\", "")
+    return plain.startswith("working on it") or plain.startswith("queued (job")
 
 
 @dataclass
@@ -122,7 +125,7 @@ def ask(world: World, user: User, channel: Channel, message: str, root_id: str |
         parts: int = 1) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     command = world.fake.post_as(user, channel, message, root_id=root_id)
     got = wait_for(lambda: (r := answers(world, command)) and len(r) >= parts
-                   and all(p["message"] != WORKING for p in r) and r, f"the answer to {message!r}")
+                   and all(not is_ack(p["message"]) for p in r) and r, f"the answer to {message!r}")
     return command, got
 
 
