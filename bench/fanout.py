@@ -1,55 +1,204 @@
-"""Fan-out benchmark: `show running-config` on N lab devices through the bot's device path
-(Nornir + nornir-scrapli, one session per device, closed after use).
+"""Fan-out benchmark: `show running-config` on N lab devices, each answering after a
+device delay, through the bot's device path and, in the same run, two baselines a
+network engineer would write by hand.
 
-The lab runs in its own process so the figures are the client's alone:
-wall time, client CPU seconds per device (this process and its children, e.g. the
-`ssh` processes of the system transport), peak memory, failures.
+Paths:
+- bot:     tasks._device.run_on_devices, as the bot runs it: Nornir + nornir-scrapli on
+           the bot's transport (ssh2, in-process libssh2), one session per device, each
+           closed as soon as its output is read.
+- scrapli: plain Nornir + nornir-scrapli on its default transport (`system`: one OpenSSH
+           process per device), the naive way: `nr.run(task=send_command, ...)`, then
+           `nr.close_connections()` once at the end.
+- netmiko: plain Nornir + nornir-netmiko (paramiko), the same naive way. Needs
+           `pip install nornir-netmiko`; skipped with that hint when it is absent.
 
-    .venv/bin/python bench/fanout.py --devices 50 200 --delay 0.2 --transport ssh2 system
+The lab runs in its own process (it raises its own file-descriptor limit), started once
+per device count; each path runs in a fresh process of its own, so the figures are the
+client's alone and peak memory is per run:
+- wall time from the first session to the last output (the naive paths: to the end of
+  close_connections());
+- client CPU per device: this process and its children (the `ssh` processes of the
+  system transport), less the memory sampler's own thread;
+- peak memory: the largest SUM of the resident sizes of the process and all its
+  descendants, sampled every --sample seconds (RUSAGE_CHILDREN's maxrss would give only
+  the largest single child); resident pages shared between processes count once per
+  process, as top shows them;
+- failures: devices without their running config.
+
+    .venv/bin/python bench/fanout.py                                    # 50 200 500 1000, all paths
+    .venv/bin/python bench/fanout.py --devices 200 --paths bot --workers 20
+
+Targets for the bot's path: at most 0.015 s of client CPU per device, at most 300 MB peak
+at 1,000 devices, no failure. Each run is killed after --run-timeout seconds.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
 import signal
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from chatbot.config import parse_config  # noqa: E402
-from chatbot.context import TaskContext  # noqa: E402
-from chatbot.inventory import Credentials, DeviceInventory, build_nornir  # noqa: E402
-from chatbot.lab.model import device_host  # noqa: E402
-from chatbot.limits import DeviceGate  # noqa: E402
-from tasks._device import run_on_devices  # noqa: E402
-
 PORT = 2299
+COMMAND = "show running-config"
+PATHS = ("bot", "scrapli", "netmiko")
+TARGET_CPU_PER_DEVICE = 0.015
+TARGET_PEAK_MB_AT_1000 = 300.0
 
 
-def start_lab(devices: int, delay: float) -> subprocess.Popen[bytes]:
+# --- the lab, in its own process -------------------------------------------------------------
+
+def start_lab(devices: int, delay: float, workdir: Path, timeout: float = 300) -> subprocess.Popen[bytes]:
+    """`chatbot lab` in a private working directory, so its credential files are ours."""
+    env = dict(os.environ, PYTHONPATH=str(REPO))
     proc = subprocess.Popen(
         [sys.executable, "-m", "chatbot", "lab", "--devices", str(devices), "--delay", str(delay),
          "--port", str(PORT), "--apic-port", "0"],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
     )
     assert proc.stdout is not None
+    deadline = time.monotonic() + timeout
     for line in proc.stdout:  # the lab prints its banner once every device listens
         if b"credentials in" in line:
             return proc
+        if time.monotonic() > deadline:
+            break
+    stop(proc)
     raise RuntimeError("the lab did not start")
 
 
-def inventory(devices: int) -> dict:
-    hosts = {}
-    for i in range(devices):
-        hosts[f"r{i + 1}"] = {"hostname": device_host(i), "port": PORT, "platform": "cisco_iosxe"}
-    return {"hosts": hosts}
+def stop(proc: subprocess.Popen[bytes], grace: float = 15) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.wait(grace)
+    except ProcessLookupError:
+        pass
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def wait_until_idle(pid: int, limit: float = 60, quiet: float = 0.05) -> None:
+    """Let the lab finish tearing down the last run's sessions (a naive baseline closes
+    hundreds at once) so the next run does not pay for them."""
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def cpu() -> float:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / tick
+
+    deadline = time.monotonic() + limit
+    try:
+        before = cpu()
+        while time.monotonic() < deadline:
+            time.sleep(0.5)
+            now = cpu()
+            if now - before < quiet * 0.5:
+                return
+            before = now
+    except OSError:
+        return
+
+
+def lab_credentials(workdir: Path) -> tuple[str, str]:
+    secrets = workdir / "var" / "lab-secrets"
+    return (secrets / "password").read_text().strip(), (secrets / "enable_secret").read_text().strip()
+
+
+def hosts(devices: int, **extra: Any) -> dict[str, Any]:
+    from chatbot.lab.model import device_host
+
+    return {f"r{i + 1}": {"hostname": device_host(i), "port": PORT, **extra} for i in range(devices)}
+
+
+# --- measuring ----------------------------------------------------------------------------------
+
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def _descendants(pid: int) -> list[int]:
+    found, stack = [], [pid]
+    while stack:
+        parent = stack.pop()
+        try:
+            threads = os.listdir(f"/proc/{parent}/task")
+        except OSError:
+            continue
+        for tid in threads:
+            try:
+                with open(f"/proc/{parent}/task/{tid}/children") as f:
+                    kids = [int(k) for k in f.read().split()]
+            except OSError:
+                continue
+            found.extend(kids)
+            stack.extend(kids)
+    return found
+
+
+def _rss(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/statm") as f:
+            return int(f.read().split()[1]) * PAGE
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def tree_rss() -> tuple[int, int]:
+    """(bytes resident in this process and all its descendants, number of descendants)."""
+    try:
+        import psutil
+    except ImportError:
+        kids = _descendants(os.getpid())
+        return _rss(os.getpid()) + sum(_rss(k) for k in kids), len(kids)
+    me = psutil.Process()
+    total, kids = me.memory_info().rss, me.children(recursive=True)
+    for kid in kids:
+        try:
+            total += kid.memory_info().rss
+        except psutil.Error:
+            pass
+    return total, len(kids)
+
+
+class MemorySampler(threading.Thread):
+    """Peak of the summed RSS of the process tree; its own CPU is kept apart."""
+
+    def __init__(self, interval: float) -> None:
+        super().__init__(daemon=True, name="rss-sampler")
+        self.interval = interval
+        self.peak = 0
+        self.peak_children = 0
+        self.cpu = 0.0
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        while True:
+            total, kids = tree_rss()
+            if total > self.peak:
+                self.peak, self.peak_children = total, kids
+            self.cpu = time.thread_time()
+            if self._halt.wait(self.interval):
+                break
+        total, kids = tree_rss()
+        if total > self.peak:
+            self.peak, self.peak_children = total, kids
+        self.cpu = time.thread_time()
+
+    def finish(self) -> None:
+        self._halt.set()
+        self.join()
 
 
 def cpu_seconds() -> float:
@@ -58,54 +207,228 @@ def cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
-def peak_mb() -> float:
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return (own + kids) / 1024
+def reap_children() -> None:
+    """Collect exited children the transport did not wait for, so their CPU is counted."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
 
 
-def run_once(devices: int, transport: str, workers: int) -> None:
-    secrets = REPO / "var" / "lab-secrets"
-    config = parse_config({"limits": {"workers": workers, "device_timeout": 60}})
+# --- the paths ----------------------------------------------------------------------------------
+
+def prepare_bot(devices: int, workers: int, password: str, enable: str, transport: str):  # type: ignore[no-untyped-def]
+    from chatbot.config import parse_config
+    from chatbot.context import TaskContext
+    from chatbot.inventory import Credentials, DeviceInventory, build_nornir
+    from chatbot.limits import DeviceGate
+    from tasks._device import run_on_devices
+
+    config = parse_config({"limits": {"workers": min(workers, 500), "device_timeout": 60}})
+    # What chatbot.app.build_context gives Nornir, with a transport to compare if asked.
     nr = build_nornir(
-        data=inventory(devices), workers=workers,
-        credentials=Credentials("admin", (secrets / "password").read_text().strip(),
-                                (secrets / "enable_secret").read_text().strip()),
-        scrapli_extras={"transport": transport, "auth_strict_key": False, "timeout_ops": 60,
-                        "timeout_socket": 30, "timeout_transport": 60},
+        data={"hosts": hosts(devices, platform="cisco_iosxe")}, workers=workers,
+        credentials=Credentials("admin", password, enable),
+        scrapli_extras={"transport": transport, "auth_strict_key": False, "timeout_socket": 30,
+                        "timeout_transport": 60, "timeout_ops": 65},
     )
     ctx = TaskContext(DeviceInventory(nr), config, gate=DeviceGate(1, workers))
     names = list(ctx.inventory.devices)
+
+    def run() -> tuple[int, str]:
+        outputs = run_on_devices(ctx, names, COMMAND)
+        bad = [o for o in outputs if not o.ok or "hostname" not in o.output]
+        return len(bad), (f"{bad[0].device}: {bad[0].error or 'no running config in the output'}" if bad else "")
+
+    return run
+
+
+def _plain_nornir(devices: int, workers: int, password: str, host_extra: dict[str, Any],
+                  options: dict[str, Any]):  # type: ignore[no-untyped-def]
+    import logging
+
+    from nornir import InitNornir
+
+    from chatbot.inventory import DictInventory  # noqa: F401  (registers the dict inventory plugin)
+
+    logging.getLogger("nornir").setLevel(logging.CRITICAL)
+    return InitNornir(
+        runner={"plugin": "threaded", "options": {"num_workers": workers}},
+        inventory={"plugin": "ChatbotDictInventory", "options": {
+            "hosts": hosts(devices, **host_extra),
+            "defaults": {"username": "admin", "password": password, "connection_options": options},
+        }},
+        logging={"enabled": False},
+    )
+
+
+def _count_failures(result: Any) -> tuple[int, str]:
+    """Devices without a running config, and the first reason."""
+    bad, example = 0, ""
+    for name, multi in result.items():
+        if multi.failed or "hostname" not in str(multi[0].result):
+            bad += 1
+            if not example:
+                exc = next((r.exception for r in multi if r.exception is not None), None)
+                why = f"{type(exc).__name__}: {exc}" if exc is not None else "no running config in the output"
+                example = f"{name}: {' '.join(why.split())[:160]}"
+    return bad, example
+
+
+def prepare_scrapli(devices: int, workers: int, password: str, enable: str, transport: str):  # type: ignore[no-untyped-def]
+    from nornir_scrapli.tasks import send_command
+
+    nr = _plain_nornir(devices, workers, password, {"platform": "cisco_iosxe"},
+                       {"scrapli": {"extras": {"auth_strict_key": False, "auth_secondary": enable}}})
+
+    def run() -> tuple[int, str]:
+        result = nr.run(task=send_command, command=COMMAND)
+        nr.close_connections()
+        return _count_failures(result)
+
+    return run
+
+
+def prepare_netmiko(devices: int, workers: int, password: str, enable: str, transport: str):  # type: ignore[no-untyped-def]
+    from nornir_netmiko.tasks import netmiko_send_command
+
+    nr = _plain_nornir(devices, workers, password, {"platform": "cisco_xe"},
+                       {"netmiko": {"extras": {"secret": enable, "use_keys": False, "allow_agent": False}}})
+
+    def run() -> tuple[int, str]:
+        result = nr.run(task=netmiko_send_command, command_string=COMMAND, enable=True)
+        nr.close_connections()
+        return _count_failures(result)
+
+    return run
+
+
+PREPARE = {"bot": prepare_bot, "scrapli": prepare_scrapli, "netmiko": prepare_netmiko}
+
+
+def run_once(path: str, devices: int, workers: int, transport: str, labdir: Path, interval: float) -> dict[str, Any]:
+    password, enable = lab_credentials(labdir)
+    run = PREPARE[path](devices, workers, password, enable, transport)
+    start_rss, _ = tree_rss()
+    sampler = MemorySampler(interval)
+    sampler.start()
     cpu0, t0 = cpu_seconds(), time.perf_counter()
-    outputs = run_on_devices(ctx, names, "show running-config")
-    wall, cpu = time.perf_counter() - t0, cpu_seconds() - cpu0
-    failures = [o for o in outputs if not o.ok]
-    print(f"{transport:8} devices={devices:5} workers={workers:4} wall={wall:7.2f}s "
-          f"cpu/device={cpu / devices:.4f}s peak_rss={peak_mb():7.1f}MB failures={len(failures)}"
-          + (f" e.g. {failures[0].device}: {failures[0].error}" if failures else ""), flush=True)
+    failures, example = run()
+    wall = time.perf_counter() - t0
+    reap_children()
+    sampler.finish()
+    cpu = cpu_seconds() - cpu0 - sampler.cpu
+    return {"path": path, "devices": devices, "workers": workers, "wall": wall, "cpu_per_device": cpu / devices,
+            "peak_mb": sampler.peak / 2**20, "start_mb": start_rss / 2**20,
+            "children_at_peak": sampler.peak_children, "failures": failures, "example": example}
+
+
+# --- driving it ---------------------------------------------------------------------------------
+
+def label(path: str, transport: str) -> str:
+    return {"bot": f"bot ({transport})", "scrapli": "nornir-scrapli (system)", "netmiko": "nornir-netmiko"}[path]
+
+
+def show(r: dict[str, Any], transport: str) -> None:
+    if "error" in r:
+        print(f"  {label(r['path'], transport):24} devices={r['devices']:5}  {r['error']}", flush=True)
+        return
+    print(f"  {label(r['path'], transport):24} devices={r['devices']:5} wall={r['wall']:7.2f} s "
+          f"cpu/device={r['cpu_per_device']:.4f} s peak={r['peak_mb']:7.1f} MB "
+          f"(start {r['start_mb']:.0f} MB, {r['children_at_peak']} child processes at peak) "
+          f"failures={r['failures']}" + (f" e.g. {r['example']}" if r.get("example") else ""), flush=True)
+
+
+def spawn(path: str, n: int, args: argparse.Namespace, labdir: Path) -> dict[str, Any]:
+    cmd = [sys.executable, __file__, "--one", path, str(n), str(args.workers), args.transport, str(labdir),
+           str(args.sample)]
+    # A session of its own, so the kill below takes its ssh children too.
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=args.run_timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        return {"path": path, "devices": n, "error": f"TIMEOUT: killed after {args.run_timeout:g} s"}
+    except BaseException:  # interrupted: leave no run behind
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        raise
+    for line in reversed(out.splitlines()):
+        if line.startswith("RESULT "):
+            return json.loads(line[7:])
+    tail = (err.strip().splitlines() or ["no output"])[-1]
+    return {"path": path, "devices": n, "error": f"FAILED (exit {proc.returncode}): {tail[:200]}"}
+
+
+def netmiko_installed() -> bool:
+    try:
+        import nornir_netmiko  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def main() -> None:
-    p = argparse.ArgumentParser()
-    p.add_argument("--devices", type=int, nargs="+", default=[50])
-    p.add_argument("--delay", type=float, default=0.2)
-    p.add_argument("--transport", nargs="+", default=["ssh2"])
-    p.add_argument("--workers", type=int, default=100)
+    # `timeout` and CI send SIGTERM: unwind, so the lab and the current run are stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--devices", type=int, nargs="+", default=[50, 200, 500, 1000])
+    p.add_argument("--delay", type=float, default=0.2, help="device delay per command, seconds")
+    p.add_argument("--paths", nargs="+", choices=PATHS, default=list(PATHS))
+    p.add_argument("--transport", default="ssh2", help="the bot path's scrapli transport (the bot's default: ssh2)")
+    p.add_argument("--workers", type=int, default=100, help="Nornir worker threads, every path")
+    p.add_argument("--sample", type=float, default=0.1, help="memory sampling interval, seconds")
+    p.add_argument("--run-timeout", type=float, default=900, help="kill one run after this many seconds")
     args = p.parse_args()
+    paths = list(args.paths)
+    if "netmiko" in paths and not netmiko_installed():
+        print("nornir-netmiko is not installed: skipping that baseline (pip install nornir-netmiko)")
+        paths.remove("netmiko")
+    print(f"{COMMAND!r}, device delay {args.delay:g} s, {args.workers} workers, {os.cpu_count()} CPUs, "
+          f"lab in its own process on 127.0.x.y:{PORT}", flush=True)
+    results = []
     for n in args.devices:
-        lab = start_lab(n, args.delay)
-        try:
-            for transport in args.transport:
-                # one process per run so peak memory is per run, not cumulative
-                subprocess.run([sys.executable, __file__, "--one", str(n), transport, str(args.workers)],
-                               check=False)
-        finally:
-            lab.send_signal(signal.SIGINT)
-            lab.wait(30)
+        with tempfile.TemporaryDirectory(prefix="netbot-fanout-") as tmp:
+            labdir = Path(tmp)
+            started = time.perf_counter()
+            lab = start_lab(n, args.delay, labdir)
+            print(f"{n} devices (lab ready in {time.perf_counter() - started:.1f} s):", flush=True)
+            try:
+                for path in paths:
+                    r = spawn(path, n, args, labdir)
+                    show(r, args.transport)
+                    results.append(r)
+                    wait_until_idle(lab.pid)
+            finally:
+                stop(lab)
+    verdict(results, args.transport)
+
+
+def verdict(results: list[dict[str, Any]], transport: str) -> None:
+    print("targets for the bot's path:")
+    for r in results:
+        if r["path"] != "bot":
+            continue
+        if "error" in r:
+            print(f"  {r['devices']:5} devices: {r['error']}")
+            continue
+        checks = [f"cpu/device {r['cpu_per_device']:.4f} s "
+                  f"{'<=' if r['cpu_per_device'] <= TARGET_CPU_PER_DEVICE else 'MISSES'} {TARGET_CPU_PER_DEVICE}",
+                  f"failures {r['failures']}" + ("" if r["failures"] == 0 else " MISSES 0")]
+        if r["devices"] >= 1000:
+            checks.append(f"peak {r['peak_mb']:.0f} MB "
+                          f"{'<=' if r['peak_mb'] <= TARGET_PEAK_MB_AT_1000 else 'MISSES'} {TARGET_PEAK_MB_AT_1000:.0f} MB")
+        print(f"  {r['devices']:5} devices: " + "; ".join(checks))
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 5 and sys.argv[1] == "--one":
-        run_once(int(sys.argv[2]), sys.argv[3], int(sys.argv[4]))
+    if len(sys.argv) == 8 and sys.argv[1] == "--one":
+        _, _, path, n, workers, transport, labdir, interval = sys.argv
+        result = run_once(path, int(n), int(workers), transport, Path(labdir), float(interval))
+        print("RESULT " + json.dumps(result), flush=True)
     else:
         main()

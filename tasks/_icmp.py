@@ -150,9 +150,11 @@ async def ping_many(addresses: list[str], *, count: int = 1, timeout: float = 1.
     return {address: results[address] for address in dict.fromkeys(addresses)}
 
 
-def ping_many_blocking(addresses: list[str], **options: float) -> dict[str, Reachability]:
-    """ping_many for synchronous task code (tasks run in worker threads, off the bot's loop)."""
-    return asyncio.run(ping_many(addresses, **options))  # type: ignore[arg-type]
+def ping_many_blocking(addresses: list[str], *, count: int = 1, timeout: float = 1.0,
+                       concurrency: int = 500) -> dict[str, Reachability]:
+    """ping_many for synchronous task code, which runs in a worker thread without an
+    event loop of its own (never call it on the bot's loop: it would block it)."""
+    return asyncio.run(ping_many(addresses, count=count, timeout=timeout, concurrency=concurrency))
 
 
 # --- targets ------------------------------------------------------------------------------
@@ -184,6 +186,8 @@ def _target(address: str) -> _Target | str:
         ip = ip.ipv4_mapped
     if ip.is_multicast:
         return f"{ip} is a multicast address, not a host"
+    if ip.is_unspecified:  # Linux would answer from 127.0.0.1: not this address
+        return f"{ip} is the unspecified address, not a host"
     if ip.version == 4:
         return _Target(address, 4, ip.packed, (str(ip), 0))
     if ip.scope_id:
@@ -396,7 +400,10 @@ def _parse_raw(family: int, data: bytes, source: str, ident: int) -> _Parsed | N
 
 
 def _parse_datagram(family: int, data: bytes, source: str) -> _Parsed | None:
-    # A ping socket sees the ICMP message without IP header, and only its own replies.
+    # A ping socket sees only its own replies; on Linux without the IP header (macOS
+    # and the BSDs keep the IPv4 one).
+    if family == 4 and data and data[0] >> 4 == 4:
+        data = data[(data[0] & 0x0F) * 4:]
     if len(data) < 8 or data[0] != ECHO_REPLY[family]:
         return None
     return struct.unpack_from("!H", data, 6)[0], _packed(family, source), None

@@ -151,12 +151,13 @@ def test_raw_socket_filter_keeps_other_traffic_out(monkeypatch: pytest.MonkeyPat
 def test_bad_addresses_get_a_reason_and_no_probe(monkeypatch: pytest.MonkeyPatch) -> None:
     fake = FakeSocket(4, lambda *_: [])
     install(monkeypatch, fake)
-    results = sweep(["r1.example", "", "224.0.0.1", "ff02::1", "10.0.0.300"])
+    results = sweep(["r1.example", "", "224.0.0.1", "ff02::1", "10.0.0.300", "0.0.0.0"])
     assert results["r1.example"].error == "'r1.example' is not an IP address"
     assert results[""].error == "'' is not an IP address"
     assert results["224.0.0.1"].error == "224.0.0.1 is a multicast address, not a host"
     assert results["ff02::1"].error == "ff02::1 is a multicast address, not a host"
     assert "not an IP address" in (results["10.0.0.300"].error or "")
+    assert results["0.0.0.0"].error == "0.0.0.0 is the unspecified address, not a host"
     assert not any(r.alive for r in results.values())
     assert fake.sent == []
 
@@ -376,6 +377,12 @@ def test_router_errors_on_a_ping_socket_come_from_the_error_queue(monkeypatch: p
 
 def test_a_ping_socket_reply_has_no_ip_header(monkeypatch: pytest.MonkeyPatch) -> None:
     fake = FakeSocket(4, lambda pkt, to: [("reply", bytes([0]) + pkt[1:], to[0])])
+    install(monkeypatch, fake, privileged=False)
+    assert sweep(["10.0.0.1"])["10.0.0.1"].alive
+
+
+def test_a_ping_socket_reply_with_ip_header_as_on_bsd(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = FakeSocket(4, lambda pkt, to: [("reply", echo_reply_v4(pkt, to[0]), to[0])])
     install(monkeypatch, fake, privileged=False)
     assert sweep(["10.0.0.1"])["10.0.0.1"].alive
 
