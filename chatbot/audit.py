@@ -8,7 +8,7 @@ synchronous: callers on the event loop hand them to a thread.
 from __future__ import annotations
 
 import threading
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -81,6 +81,19 @@ class AuditEvent:
     at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
 
 
+_INSERT = insert(audit_events)
+_FIELDS = [f.name for f in fields(AuditEvent)]
+
+
+def _row(event: AuditEvent) -> dict[str, Any]:
+    row = {name: getattr(event, name) for name in _FIELDS}
+    # Secrets never enter the log: free text passes the same redaction as chat output.
+    for key in ("arguments", "outcome"):
+        if row[key] is not None:
+            row[key] = redact(str(row[key]))[:MAX_TEXT]
+    return row
+
+
 def make_engine(url: str) -> Engine:
     if url in ("sqlite://", "sqlite:///:memory:"):
         # One shared connection, or every thread would see its own empty database.
@@ -106,14 +119,16 @@ class AuditLog:
         metadata.create_all(engine, tables=[audit_events])
         self._lock = threading.Lock()  # SQLite allows one writer; keep ours in line
 
-    def record(self, event: AuditEvent) -> None:
-        row = asdict(event)
-        # Secrets never enter the log: free text passes the same redaction as chat output.
-        for key in ("arguments", "outcome"):
-            if row[key] is not None:
-                row[key] = redact(str(row[key]))[:MAX_TEXT]
+    def record(self, *events: AuditEvent, also: tuple[tuple[Any, dict[str, Any]], ...] = ()) -> None:
+        """Write events (and `also`: other statements with their parameters, such as a
+        job's row) in one transaction. One prepared statement with the rows as
+        parameters: building `insert().values(...)` per row cost more than the commit."""
+        rows = [_row(e) for e in events]
         with self._lock, self.engine.begin() as conn:
-            conn.execute(insert(audit_events).values(**row))
+            if rows:
+                conn.execute(_INSERT, rows)
+            for statement, params in also:
+                conn.execute(statement, params)
 
     def recent(self, limit: int = 20, *, since: datetime | None = None, user: str | None = None,
                kinds: tuple[str, ...] | None = None) -> list[dict[str, Any]]:

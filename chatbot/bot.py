@@ -10,14 +10,14 @@ import asyncio
 import logging
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from chatbot.args import Integer, Param, Text, Word
 from chatbot.audit import AuditEvent, AuditLog
 from chatbot.commands import Command, Registry
 from chatbot.errors import UserError
-from chatbot.jobs import JobRunner, RateLimited
+from chatbot.jobs import JobRunner, JobState, JobStore, RateLimited
 from chatbot.monitoring import MonitorService, Notifier
 from chatbot.context import TaskContext
 from chatbot.message import Message, Reply
@@ -87,6 +87,9 @@ class Request:
     principal: Principal
     place: Place
     started: float
+    # Audit rows (and job rows) not yet written: flushed together, before any work starts.
+    pending: list[AuditEvent] = field(default_factory=list)
+    also: list[tuple[Any, dict[str, Any]]] = field(default_factory=list)
 
     def event(self, kind: str, **fields: Any) -> AuditEvent:
         ident = self.msg.sender
@@ -133,10 +136,11 @@ class Bot:
             return None
         req = Request(secrets.token_hex(6), msg, self.policy.principal(msg.sender),
                       Place(msg.platform, msg.room, msg.direct), time.monotonic())
-        await self._audit(req.event("request", arguments=text))
+        req.pending.append(req.event("request", arguments=text))
         result = await self._serve(req, text)
-        await self._audit(req.event("result", outcome=f"{result.status.value}: {result.summary}",
-                                    duration_ms=(time.monotonic() - req.started) * 1000))
+        req.pending.append(req.event("result", outcome=f"{result.status.value}: {result.summary}",
+                                     duration_ms=(time.monotonic() - req.started) * 1000))
+        await self._flush(req)
         mention = msg.sender.display_name if msg.sender.weak else None
         return Reply(room=msg.room, result=scrub(result), thread=msg.thread, in_reply_to=msg.message_id,
                      job_id=req.id, mention=mention)
@@ -151,31 +155,38 @@ class Bot:
         try:
             inv = self.router.parse(text, self.context)
         except CommandRejected as err:
-            await self._audit(req.event("decision", decision="invalid", outcome=str(err)))
+            req.pending.append(req.event("decision", decision="invalid", outcome=str(err)))
             return invalid(str(err), self.prefix + err.usage if err.usage else None)
         cmd = inv.command
         decision = (Decision(True, "anyone may ask") if cmd.name in ALWAYS_ALLOWED
                     else self.policy.check(req.principal, req.place, cmd.permission, inv.devices))
-        await self._audit(req.event("decision", command=cmd.name, arguments=inv.text,
-                                    decision="allow" if decision.allowed else "deny",
-                                    outcome=decision.reason if not decision.allowed else ", ".join(decision.grants)))
+        req.pending.append(req.event("decision", command=cmd.name, arguments=inv.text,
+                                     decision="allow" if decision.allowed else "deny",
+                                     outcome=decision.reason if not decision.allowed else ", ".join(decision.grants)))
         if not decision.allowed:
             return Result(Status.DENIED, f"{cmd.name}: {decision.reason}")
         if cmd.name in BUILTINS:
+            await self._flush(req)  # audit and monitor changes are recorded before they happen
             return await self._builtin(req, inv)
         try:
             job = self.jobs.new_job(user=req.principal.name, platform=req.msg.platform, room=req.msg.room,
                                     command=cmd.name, text=inv.text, devices=inv.devices,
                                     message_id=req.msg.message_id)
         except RateLimited as err:
-            await self._audit(req.event("decision", command=cmd.name, decision="deny", outcome=f"rate: {err}"))
+            req.pending.append(req.event("decision", command=cmd.name, decision="deny", outcome=f"rate: {err}"))
             return Result(Status.DENIED, f"{cmd.name}: {err}")
-        await self._audit(req.event("job", command=cmd.name, arguments=inv.text, job_id=job.id,
-                                    outcome="accepted for " + (",".join(inv.devices) or "no device")))
+        req.pending.append(req.event("job", command=cmd.name, arguments=inv.text, job_id=job.id,
+                                     outcome="accepted for " + (",".join(inv.devices) or "no device")))
+        if self.jobs.store is not None:
+            state = JobState.RUNNING if self.jobs.starts_at_once(job) else JobState.QUEUED
+            req.also.append(JobStore.insert_for(job, state))
+        await self._flush(req)  # on disk before the job can touch a device
         log.info("%s runs %r on %s (job %s)", req.principal.name, inv.text, ",".join(inv.devices) or "-", job.id)
         result = await self.jobs.run(job, lambda: self.runner.run(inv))
         for device, outcome in result.devices.items():
-            await self._audit(req.event("device", command=cmd.name, job_id=job.id, device=device, outcome=outcome))
+            req.pending.append(req.event("device", command=cmd.name, job_id=job.id, device=device, outcome=outcome))
+        if self.jobs.store is not None:
+            req.also.append(JobStore.finish_for(job, f"{result.status.value}: {result.summary}"))
         return result
 
     def progress_text(self, message_id: str | None) -> str:
@@ -271,6 +282,12 @@ class Bot:
         if self.audit is not None:
             # SQLite commits block; keep them off the event loop.
             await asyncio.to_thread(self.audit.record, event)
+
+    async def _flush(self, req: Request) -> None:
+        events, req.pending = req.pending, []
+        also, req.also = req.also, []
+        if (events or also) and self.audit is not None:
+            await asyncio.to_thread(self.audit.record, *events, also=tuple(also))
 
     # --- built-in commands ----------------------------------------------------------
     def _may_run(self, req: Request, cmd: Command) -> bool:

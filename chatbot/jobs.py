@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from enum import Enum
 from typing import Any, Callable
 
-from sqlalchemy import Column, DateTime, MetaData, String, Table, Text, insert, update
+from sqlalchemy import Column, DateTime, MetaData, String, Table, Text, bindparam, insert, update
 from sqlalchemy.engine import Engine
 
 from chatbot.results import Result, Status
@@ -70,6 +70,7 @@ class Job:
     cancel_requested: threading.Event = field(default_factory=threading.Event)  # seen by worker threads
     cancel_event: asyncio.Event = field(default_factory=asyncio.Event)  # seen by the event loop
     cancelled_by: str | None = None
+    stored_state: JobState | None = None  # what the jobs table says now
     # sessions open right now, so a cancel can cut them: name -> a callable that closes it
     _closers: dict[str, Callable[[], None]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -114,6 +115,11 @@ class RateLimited(Exception):
     pass
 
 
+_INSERT_JOB = insert(jobs_table)
+_FINISH_JOB = (update(jobs_table).where(jobs_table.c.id == bindparam("job_id"))
+               .values(state=bindparam("state"), finished=bindparam("finished"), outcome=bindparam("outcome")))
+
+
 class JobStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -123,22 +129,30 @@ class JobStore:
             conn.execute(update(jobs_table).where(jobs_table.c.state.in_([JobState.QUEUED.value, JobState.RUNNING.value]))
                          .values(state=JobState.INTERRUPTED.value))
 
-    def created(self, job: Job) -> None:
-        with self._lock, self.engine.begin() as conn:
-            conn.execute(insert(jobs_table).values(
-                id=job.id, user=job.user, platform=job.platform, room=job.room, command=job.command,
-                text=job.text, devices=",".join(job.devices), state=job.state.value,
-                created=datetime.fromtimestamp(job.created, timezone.utc)))
+    # Statements for the caller's own transaction: the bot writes a job's row together
+    # with the audit rows of the same moment (one commit, not two).
+    @staticmethod
+    def insert_for(job: Job, state: JobState) -> tuple[Any, dict[str, Any]]:
+        job.stored_state = state
+        now = datetime.now(timezone.utc)
+        return _INSERT_JOB, {
+            "id": job.id, "user": job.user, "platform": job.platform, "room": job.room, "command": job.command,
+            "text": job.text, "devices": ",".join(job.devices), "state": state.value,
+            "created": datetime.fromtimestamp(job.created, timezone.utc),
+            "started": now if state is JobState.RUNNING else None, "finished": None, "outcome": None}
 
-    def changed(self, job: Job, outcome: str | None = None) -> None:
-        values: dict[str, Any] = {"state": job.state.value}
-        if job.state is JobState.RUNNING:
-            values["started"] = datetime.now(timezone.utc)
-        elif job.state not in (JobState.QUEUED,):
-            values["finished"] = datetime.now(timezone.utc)
-            values["outcome"] = (outcome or "")[:2000]
+    @staticmethod
+    def finish_for(job: Job, outcome: str) -> tuple[Any, dict[str, Any]]:
+        job.stored_state = job.state
+        return _FINISH_JOB, {"job_id": job.id, "state": job.state.value, "finished": datetime.now(timezone.utc),
+                             "outcome": outcome[:2000]}
+
+    def started(self, job: Job) -> None:
+        """A queued job starts: the one write the bot does not batch."""
+        job.stored_state = JobState.RUNNING
         with self._lock, self.engine.begin() as conn:
-            conn.execute(update(jobs_table).where(jobs_table.c.id == job.id).values(**values))
+            conn.execute(update(jobs_table).where(jobs_table.c.id == job.id)
+                         .values(state=JobState.RUNNING.value, started=datetime.now(timezone.utc)))
 
 
 class JobRunner:
@@ -164,7 +178,7 @@ class JobRunner:
             wait = 60 - (now - recent[0])
             raise RateLimited(f"at most {self.rate_per_minute} commands a minute; try again in {wait:.0f} s")
         recent.append(now)
-        job = Job(id=secrets.token_hex(3), user=user, platform=platform, room=room, command=command,
+        job = Job(id=secrets.token_hex(6), user=user, platform=platform, room=room, command=command,
                   text=text, devices=devices, message_id=message_id)
         self.jobs[job.id] = job
         if message_id:
@@ -185,7 +199,6 @@ class JobRunner:
     async def run(self, job: Job, work: Callable[[], Any]) -> Result:
         """Wait for a slot among the user's running jobs, then run `work` (a coroutine
         factory) with `current_job` set; a cancel answers at once."""
-        await self._persist(self.store.created if self.store else None, job)
         slot = self._slots.setdefault(job.user, asyncio.Condition())
         try:
             async with slot:
@@ -195,7 +208,8 @@ class JobRunner:
                     return self._finish(job, JobState.CANCELLED, self._cancel_result(job))
                 job.state = JobState.RUNNING
                 job.started = time.time()
-            await self._persist(self.store.changed if self.store else None, job)
+            if self.store is not None and job.stored_state is not JobState.RUNNING:
+                await asyncio.to_thread(self.store.started, job)
             token = current_job.set(job)
             try:
                 result = await self._until_cancelled(job, work())
@@ -242,17 +256,15 @@ class JobRunner:
             slot.notify_all()
 
     def _finish(self, job: Job, state: JobState, result: Result) -> Result:
-        job.state = state
-        if self.store is not None:
-            asyncio.ensure_future(asyncio.to_thread(self.store.changed, job, f"{result.status.value}: {result.summary}"))
+        job.state = state  # the caller stores it with its audit rows (JobStore.finish_for)
         return result
+
+    def starts_at_once(self, job: Job) -> bool:
+        """Whether `job` will start without queueing (so it can be stored as running)."""
+        return self.running_for(job.user) < self.max_running_per_user and self.position(job) == 0
 
     @staticmethod
     def _cancel_result(job: Job) -> Result:
         return Result(Status.FAILED, f"job {job.id} ({job.text}) was cancelled by {job.cancelled_by}",
                       devices={})
 
-    @staticmethod
-    async def _persist(action: Callable[[Job], None] | None, job: Job) -> None:
-        if action is not None:
-            await asyncio.to_thread(action, job)
