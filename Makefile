@@ -21,5 +21,12 @@ test: $(STAMP)
 lab: $(STAMP)
 	$(VENV)/bin/chatbot lab
 
+# Benchmarks print figures (see bench/README.md); the fan-out one takes minutes.
+bench: $(STAMP)
+	$(VENV)/bin/python bench/core_overhead.py --iterations 1000
+	$(VENV)/bin/python bench/monitor_sweep.py
+	$(VENV)/bin/python bench/fanout.py --devices 50 200
+	$(VENV)/bin/python bench/matrix_roundtrip.py --rounds 30
+
 clean:
 	rm -rf $(VENV) var .pytest_cache .hypothesis

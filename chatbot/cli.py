@@ -10,9 +10,13 @@ import sys
 from pathlib import Path
 
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from chatbot.config import Config, load_config
 from chatbot.errors import UserError
+
+if TYPE_CHECKING:
+    from chatbot.app import LabAccess
 
 log = logging.getLogger("chatbot")
 LAB_SECRETS_DIR = Path("var/lab-secrets")
@@ -103,11 +107,18 @@ def cmd_shell(args: argparse.Namespace) -> int:
     from chatbot.lab import Fault, LabThread
 
     faults = _faults(args.fault)
-    with LabThread(devices=args.devices, delay=args.delay) as lab:
+    try:  # a bad device count, too few file handles: one line, not a traceback
+        lab_thread = LabThread(devices=args.devices, delay=args.delay)
+        lab = lab_thread.start()
+    except (ValueError, OSError) as err:
+        raise UserError(f"lab: {err}") from None
+    try:
         for name, kind in faults:
             lab.set_fault(name, Fault(kind))
         bot = build_bot(config, lab_access(lab))
         return asyncio.run(ConsoleChat(bot).run())
+    finally:
+        lab_thread.stop()
 
 
 def lab_access(lab: object) -> "LabAccess":
@@ -129,12 +140,18 @@ def cmd_lab(args: argparse.Namespace) -> int:
 
     faults = _faults(args.fault)
     secrets = _lab_secrets()
-    lab = Lab(devices=args.devices, delay=args.delay, port=args.port, apic_port=args.apic_port,
-              password=secrets["password"], enable_secret=secrets["enable_secret"])
+    try:
+        lab = Lab(devices=args.devices, delay=args.delay, port=args.port, apic_port=args.apic_port,
+                  password=secrets["password"], enable_secret=secrets["enable_secret"])
+    except ValueError as err:
+        raise UserError(f"lab: {err}") from None
     lab.apic.password = secrets["apic_password"]
 
     async def serve() -> None:
-        await lab.start()
+        try:
+            await lab.start()
+        except (ValueError, OSError) as err:  # too few file handles, a port in use
+            raise UserError(f"lab: {err}") from None
         try:
             for name, kind in faults:
                 lab.set_fault(name, Fault(kind))

@@ -32,9 +32,11 @@ def _raise_fd_limit(needed: int) -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY or soft >= needed:
         return
-    target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
-    if target > soft:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    if hard != resource.RLIM_INFINITY and hard < needed:
+        # Starting anyway would leave devices that cannot accept a session.
+        raise ValueError(f"the lab needs {needed} open files but the hard limit is {hard}: "
+                         f"raise it (ulimit -Hn {needed}) or use fewer devices")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
 
 
 class Lab:
