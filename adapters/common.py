@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from chatbot.bot import Bot
 from chatbot.message import Message, Reply
@@ -67,3 +68,21 @@ async def answer_with_progress(
 
 def short_error(err: BaseException) -> str:
     return f"{type(err).__name__}: {err}"[:200]
+
+
+async def pause_unless_stopped(stopping: asyncio.Event, seconds: float) -> None:
+    """A reconnect backoff that a stop cuts short."""
+    try:
+        await asyncio.wait_for(stopping.wait(), seconds)
+    except asyncio.TimeoutError:
+        pass
+
+
+async def wind_down(current: asyncio.Task[Any] | None, answers: set[asyncio.Task[None]]) -> None:
+    """Stopping an adapter: cut the connection attempt or long-poll in flight, then let
+    the answers in progress finish."""
+    if current is not None and not current.done():
+        current.cancel()
+        await asyncio.gather(current, return_exceptions=True)
+    if answers:
+        await asyncio.gather(*answers, return_exceptions=True)

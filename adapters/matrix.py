@@ -37,7 +37,7 @@ from nio import (
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from adapters.bridges import BridgeResolver
-from adapters.common import answer_with_progress, short_error
+from adapters.common import answer_with_progress, pause_unless_stopped, short_error, wind_down
 from chatbot.bot import Bot
 from chatbot.config import ConfigError
 from chatbot.errors import UserError
@@ -140,20 +140,13 @@ class MatrixAdapter:
                 raise
             except Exception as err:  # homeserver down, restarting, network trouble
                 log.warning("matrix: sync failed (%s); retrying in %.0f s", short_error(err), backoff)
-                try:
-                    await asyncio.wait_for(self._stopping.wait(), backoff)
-                except asyncio.TimeoutError:
-                    pass
+                await pause_unless_stopped(self._stopping, backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX)
 
     async def stop(self) -> None:
         """Stop syncing, let answers in progress finish, then close the session."""
         self._stopping.set()
-        if self._current is not None and not self._current.done():
-            self._current.cancel()
-            await asyncio.gather(self._current, return_exceptions=True)
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await wind_down(self._current, self._tasks)
         await self.client.close()
 
     async def login(self) -> None:

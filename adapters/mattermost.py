@@ -44,7 +44,7 @@ from mattermostautodriver.exceptions import NoAccessTokenProvided
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from adapters.bridges import BridgeResolver
-from adapters.common import answer_with_progress, short_error
+from adapters.common import answer_with_progress, pause_unless_stopped, short_error, wind_down
 from chatbot.bot import Bot
 from chatbot.config import ConfigError
 from chatbot.errors import UserError
@@ -186,20 +186,13 @@ class MattermostAdapter:
             if was_up:
                 backoff = BACKOFF_FIRST
             log.warning("mattermost: %s; reconnecting in %.0f s", reason, backoff)
-            try:
-                await asyncio.wait_for(self._stopping.wait(), backoff)
-            except asyncio.TimeoutError:
-                pass
+            await pause_unless_stopped(self._stopping, backoff)
             backoff = min(backoff * 2, self.cfg.reconnect_max)
 
     async def stop(self) -> None:
         """Stop listening, let answers in progress finish, then close the HTTP client."""
         self._stopping.set()
-        if self._current is not None and not self._current.done():
-            self._current.cancel()
-            await asyncio.gather(self._current, return_exceptions=True)
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await wind_down(self._current, self._tasks)
         await self.driver.close()
 
     async def login(self) -> None:

@@ -60,7 +60,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from adapters.bridges import BridgeResolver, Resolved
-from adapters.common import answer_with_progress, short_error
+from adapters.common import answer_with_progress, pause_unless_stopped, short_error
 from chatbot.bot import Bot
 from chatbot.config import ConfigError
 from chatbot.errors import UserError
@@ -247,10 +247,7 @@ class SlackAdapter:
             self._fatal_event.set()
 
     async def _pause(self, seconds: float) -> None:
-        try:
-            await asyncio.wait_for(self._stopping.wait(), seconds)
-        except asyncio.TimeoutError:
-            pass
+        await pause_unless_stopped(self._stopping, seconds)
 
     # --- the socket -----------------------------------------------------------------
     async def _on_frame(self, frame: WSMessage) -> None:

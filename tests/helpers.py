@@ -53,3 +53,21 @@ def ask(bot: Bot, text: str) -> Result:
     reply = asyncio.run(bot.handle(console_message(text, direct=True)))
     assert reply is not None
     return reply.result
+
+
+def chat_test_access(relayed: str) -> dict[str, Any]:
+    """The grants the chat adapter tests share: everyone a viewer, alice an admin,
+    relayed nicks matching `relayed` (e.g. "relayed:slack:*") may only ping."""
+    return {
+        "groups": {"admins": ["alice"]},
+        "roles": {
+            "viewer": {"commands": ["help", "whoami", "ping", "show.version"]},
+            "admin": {"commands": ["*"]},
+            "relayed": {"commands": ["ping"]},
+        },
+        "grants": [
+            {"who": ["*"], "where": ["*"], "roles": ["viewer"]},
+            {"who": ["group:admins"], "where": ["*"], "roles": ["admin"]},
+            {"who": [relayed], "where": ["*"], "roles": ["relayed"]},
+        ],
+    }

@@ -21,6 +21,7 @@ from nio import AsyncClient, AsyncClientConfig, RoomCreateResponse, RoomSendResp
 
 from chatbot.lab import Fault, planted_secrets
 from bot_thread import BotThread
+from helpers import chat_test_access
 from synapse_server import SynapseServer
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
@@ -57,19 +58,7 @@ def bot_config(synapse: SynapseServer, workdir: Path, user: str = "@netbot:local
             "slack": {"type": "mautrix-slack", "homeserver": "localhost"},
             "relay": {"type": "matterbridge", "platform": "matrix", "accounts": ["@relaybot:localhost"]},
         },
-        "access": {
-            "groups": {"admins": ["alice"]},
-            "roles": {
-                "viewer": {"commands": ["help", "whoami", "ping", "show.version"]},
-                "admin": {"commands": ["*"]},
-                "relayed": {"commands": ["ping"]},
-            },
-            "grants": [
-                {"who": ["*"], "where": ["*"], "roles": ["viewer"]},
-                {"who": ["group:admins"], "where": ["*"], "roles": ["admin"]},
-                {"who": ["relayed:slack:*"], "where": ["*"], "roles": ["relayed"]},
-            ],
-        },
+        "access": chat_test_access("relayed:slack:*"),
     }
 
 

@@ -25,6 +25,7 @@ from chatbot.config import ConfigError
 from chatbot.lab import planted_secrets
 from chatbot.results import Note, Result, Status, Table, TextBlock
 from bot_thread import BotThread
+from helpers import chat_test_access
 from fake_mattermost import MAX_POST_CHARS, ApiError, Channel, FakeMattermost, User
 from fake_mattermost_tls import private_ca
 
@@ -77,19 +78,7 @@ def bot_config(world: World, workdir: Path, token: str, **mattermost: Any) -> di
                        "progress_after": 0.5, "attachment_lines": 40, **mattermost},
         "identities": {"alice": [f"mattermost:{world.alice.id}"]},
         "bridges": {"relay": {"type": "matterbridge", "platform": "mattermost", "accounts": [world.relay.id]}},
-        "access": {
-            "groups": {"admins": ["alice"]},
-            "roles": {
-                "viewer": {"commands": ["help", "whoami", "ping", "show.version"]},
-                "admin": {"commands": ["*"]},
-                "relayed": {"commands": ["ping"]},
-            },
-            "grants": [
-                {"who": ["*"], "where": ["*"], "roles": ["viewer"]},
-                {"who": ["group:admins"], "where": ["*"], "roles": ["admin"]},
-                {"who": ["relayed:slack:*"], "where": ["*"], "roles": ["relayed"]},
-            ],
-        },
+        "access": chat_test_access("relayed:slack:*"),
     }
 
 

@@ -19,6 +19,7 @@ import pytest
 
 from chatbot.lab import planted_secrets
 from bot_thread import BotThread
+from helpers import chat_test_access
 from fake_slack import BOT_ID, BOT_USER, FakeSlack
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
@@ -51,19 +52,7 @@ def bot_config(fake: FakeSlack, workdir: Path, **slack: Any) -> dict[str, Any]:
                   "ping_interval": 2.0, "allowed_channels": [NETOPS, OTHERS_DM], **slack},
         "identities": {"alice": ["slack:" + ALICE]},
         "bridges": {"relay": {"type": "matterbridge", "platform": "slack", "accounts": [RELAY]}},
-        "access": {
-            "groups": {"admins": ["alice"]},
-            "roles": {
-                "viewer": {"commands": ["help", "whoami", "ping", "show.version"]},
-                "admin": {"commands": ["*"]},
-                "relayed": {"commands": ["ping"]},
-            },
-            "grants": [
-                {"who": ["*"], "where": ["*"], "roles": ["viewer"]},
-                {"who": ["group:admins"], "where": ["*"], "roles": ["admin"]},
-                {"who": ["relayed:matrix:*"], "where": ["*"], "roles": ["relayed"]},
-            ],
-        },
+        "access": chat_test_access("relayed:matrix:*"),
     }
 
 
