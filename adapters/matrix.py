@@ -112,6 +112,8 @@ class MatrixAdapter:
         )
         self._tasks: set[asyncio.Task[None]] = set()
         self._current: asyncio.Task[None] | None = None  # the sync in flight
+        self._position: str | None = None  # the sync token, as stored
+        self._allowed_rooms: set[str] = set()
         self._stopping = asyncio.Event()
         self.display_name = cfg.user_id.split(":")[0].lstrip("@")
         self.synced = asyncio.Event()  # pulsed after every successful sync
@@ -121,7 +123,9 @@ class MatrixAdapter:
     # --- lifecycle ----------------------------------------------------------------
     async def run(self) -> None:
         backoff = BACKOFF_FIRST
-        catching_up = self.state.get(self.position_key) is not None
+        # Read once, then kept in memory: the loop must not block on the database per sync.
+        self._position = await asyncio.to_thread(self.state.get, self.position_key)
+        catching_up = self._position is not None
         logged_in = False
         while not self._stopping.is_set():
             try:
@@ -184,7 +188,7 @@ class MatrixAdapter:
 
     # --- sync ---------------------------------------------------------------------
     async def _sync_once(self, catching_up: bool) -> None:
-        since = self.state.get(self.position_key)
+        since = self._position
         first = since is None
         # full_state on the first sync of this process: room state (members, encryption)
         # is not kept between runs, only the position.
@@ -207,6 +211,7 @@ class MatrixAdapter:
                         await self._take(incoming, catching_up)
         await self._keys_maintenance()
         await asyncio.to_thread(self.state.put, self.position_key, resp.next_batch)
+        self._position = resp.next_batch
         self.ready.set()
         self.synced.set()
         self.synced.clear()
@@ -227,21 +232,28 @@ class MatrixAdapter:
                     and event.membership == "invite"):
                 continue
             inviter = event.sender
-            if self._room_allowed(room_id) or _matches(inviter, self.cfg.allowed_inviters):
+            if await self._room_allowed(room_id) or _matches(inviter, self.cfg.allowed_inviters):
                 resp = await self.client.join(room_id)
                 if isinstance(resp, JoinError):
                     log.warning("matrix: joining %s failed: %s", room_id, resp.message)
                     await self.client.room_leave(room_id)  # no half-joined rooms
                     return
                 await asyncio.to_thread(self.state.put, f"matrix-room:{room_id}", inviter)
+                self._allowed_rooms.add(room_id)
                 log.info("matrix: joined %s, invited by %s", room_id, inviter)
             else:
                 log.info("matrix: declined the invite to %s from %s (not an allowed inviter)", room_id, inviter)
                 await self.client.room_leave(room_id)
             return
 
-    def _room_allowed(self, room_id: str) -> bool:
-        return _matches(room_id, self.cfg.allowed_rooms) or self.state.get(f"matrix-room:{room_id}") is not None
+    async def _room_allowed(self, room_id: str) -> bool:
+        if room_id in self._allowed_rooms or _matches(room_id, self.cfg.allowed_rooms):
+            return True
+        # joined on an allowed invite, perhaps before a restart: the database remembers
+        if await asyncio.to_thread(self.state.get, f"matrix-room:{room_id}") is not None:
+            self._allowed_rooms.add(room_id)
+            return True
+        return False
 
     # --- incoming messages --------------------------------------------------------
     def _incoming(self, room_id: str, event: Any) -> Incoming | None:
@@ -275,7 +287,7 @@ class MatrixAdapter:
         return body, False
 
     async def _take(self, incoming: Incoming, catching_up: bool) -> None:
-        if not self._room_allowed(incoming.room_id):
+        if not await self._room_allowed(incoming.room_id):
             return
         if catching_up and incoming.age_ms is not None and incoming.age_ms > self.cfg.catch_up_max_age * 1000:
             log.info("matrix: not answering %s from %s: sent %.0f s ago, while the bot was away",

@@ -260,7 +260,7 @@ class MonitorService:
     # --- running ------------------------------------------------------------------
     async def run_now(self, monitor_id: str) -> Result | None:
         """One run of a monitor: check, update states, alert on changes. Returns the alert."""
-        monitor = self.get(monitor_id)
+        monitor = await asyncio.to_thread(self.get, monitor_id)
         if monitor is None or monitor.paused:
             return None
         check = self.kinds[monitor.kind]
