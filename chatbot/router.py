@@ -126,7 +126,7 @@ def parse_arguments(cmd: Command, words: list[str], ctx: ParseContext) -> tuple[
         param = keywords.get(word.lower())
         if param is not None and param.name in raw:
             raise ArgumentError(f"'{word[:40]}' is given twice" if word.lower() == param.keyword
-                                else f"'{word[:40]}' repeats '{param.keyword}'")
+                                else f"'{word[:40]}' is another name for '{param.keyword}': give one of them")
         if param is not None and param.flag:
             raw[param.name], i = "", i + 1
             continue

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from chatbot.inventory import is_ip_address
 
-__all__ = ["Hop", "PingStats", "parse_ios_ping", "parse_ios_traceroute"]
+__all__ = ["Hop", "PingStats", "parse_ios_ping", "parse_ios_traceroute", "traced_address"]
 
 
 @dataclass(frozen=True)
@@ -178,3 +178,16 @@ def parse_ios_traceroute(output: str) -> list[Hop]:
     if not hops:
         raise _no_result(output, "traceroute")
     return [hop.build() for hop in hops]
+
+
+_TRACING = re.compile(r"^[ \t]*Tracing the route to (?P<target>\S+)(?: \((?P<address>[^()\s]+)\))?", re.MULTILINE)
+
+
+def traced_address(output: str) -> str | None:
+    """The address an IOS traceroute went to, from its banner: "Tracing the route to
+    10.1.1.1" or, for a name IOS resolved, "Tracing the route to core1.example.net (10.1.1.1)"."""
+    found = _TRACING.search(output)
+    if found is None:
+        return None
+    address = found["address"] or found["target"]
+    return address if is_ip_address(address) else None

@@ -107,16 +107,23 @@ def check_host_probe_allowed(ctx: TaskContext, address: str) -> None:
         raise UserError(problem + FROM_DEVICE_HINT)
 
 
-def choose_address(ctx: TaskContext, label: str, addresses: list[str]) -> str:
-    """The first of a name's addresses the bot host may probe; when there is none, the
-    refusal names the first address."""
+def pick_address(ctx: TaskContext, addresses: list[str]) -> tuple[str | None, str | None]:
+    """(the first of a name's addresses the bot host may probe, None), or (None, why the
+    first may not be probed) when none may."""
     problems = []
     for address in addresses:
         problem = host_probe_problem(ctx, address)
         if problem is None:
-            return address
+            return address, None
         problems.append(problem)
-    raise UserError(f"{label}: {problems[0]}{FROM_DEVICE_HINT}")
+    return None, problems[0] if problems else "no address"
+
+
+def choose_address(ctx: TaskContext, label: str, addresses: list[str]) -> str:
+    address, problem = pick_address(ctx, addresses)
+    if address is None:
+        raise UserError(f"{label}: {problem}{FROM_DEVICE_HINT}")
+    return address
 
 
 def host_probe_address(ctx: TaskContext, target: NetTarget) -> str:

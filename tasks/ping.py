@@ -58,8 +58,8 @@ class DeviceOptions:
         Param("vrf", VrfName(), keyword="vrf", optional=True),
         Param("df_bit", Flag(), keyword="df-bit", optional=True, default=False, flag=True),
     ],
-    examples=["ping r1", "ping 10.0.0.1 from r1", "ping 10.0.0.1 from r1 count 10",
-              "ping 10.0.0.1 from r1 source Loopback0 vrf MGMT size 1500 df-bit"],
+    examples=["ping r1", "ping 10.0.0.1 from r1 count 10", "ping 10.0.0.1 from r1 source Loopback0 size 1500 df-bit",
+              "ping r2 from r1 vrf Mgmt-intf"],
 )
 def ping(ctx: TaskContext, target: NetTarget, source: DeviceInfo | None, count: int, size: int | None,
          source_interface: str | None, vrf: str | None, df_bit: bool) -> Result:
@@ -71,9 +71,9 @@ def ping(ctx: TaskContext, target: NetTarget, source: DeviceInfo | None, count: 
     broadcast, multicast or network address (a device may, with 'from')."""
     options = DeviceOptions(source_interface, vrf, df_bit)
     if source is None:
-        if options.given():
-            raise UserError(f"{' and '.join(options.given())} only apply to a ping from a device: "
-                            "add 'from <device>'")
+        if given := options.given():
+            raise UserError(f"{' and '.join(given)} only {'applies' if len(given) == 1 else 'apply'} "
+                            "to a ping from a device: add 'from <device>'")
         return _ping_from_host(ctx, target, count, size)
     return _ping_from_device(ctx, target, source, count, size, options)
 
