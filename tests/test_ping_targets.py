@@ -283,3 +283,72 @@ def test_host_ping_size_is_the_datagram_size(probes: Probes) -> None:
     helpers.ask(helpers.sample_bot(), "!ping ::1 size 1500 count 1")
     assert probes.pings[1][1]["payload_size"] == 1452
 
+
+
+# --- the lab answers these options as IOS does -------------------------------------------
+
+def lab_cli() -> Any:
+    from chatbot.lab.configs import device_facts
+    from chatbot.lab.ios_cli import IosCli
+    from chatbot.lab.netsim import Topology
+
+    return IosCli(device_facts("r1"), Topology(5), "secret")
+
+
+def lab_says(line: str) -> list[str]:
+    cli = lab_cli()
+    return cli.run(cli.parse(line))
+
+
+def test_lab_ping_with_every_option_parses() -> None:
+    from tasks._ios_parsers import parse_ios_ping
+
+    built = tasks.ping.ios_ping_command("10.0.0.2", 10, 1500, tasks.ping.DeviceOptions("Loopback0", None, True))
+    lines = lab_says(built)
+    assert lines[:4] == ["Type escape sequence to abort.",
+                         "Sending 10, 1500-byte ICMP Echos to 10.0.0.2, timeout is 2 seconds:",
+                         "Packet sent with a source address of 10.0.0.1 ",
+                         "Packet sent with the DF bit set"]
+    stats = parse_ios_ping("\n".join(lines))
+    assert (stats.sent, stats.received, stats.datagram_size, stats.source_address, stats.df_bit) == \
+        (10, 10, 1500, "10.0.0.1", True)
+    assert stats.rtt_min_ms is not None and stats.rtt_min_ms <= stats.rtt_avg_ms <= stats.rtt_max_ms  # type: ignore[operator]
+
+
+def test_lab_ping_too_big_with_df_bit_cannot_fragment() -> None:
+    from tasks._ios_parsers import parse_ios_ping
+
+    stats = parse_ios_ping("\n".join(lab_says("ping 10.0.0.2 size 1501 df-bit")))
+    assert (stats.received, stats.could_not_fragment) == (0, 3)
+    assert parse_ios_ping("\n".join(lab_says("ping 10.0.0.2 size 1501"))).received == 5  # fragmented, delivered
+
+
+def test_lab_ping_vrf_and_source_rules() -> None:
+    from tasks._ios_parsers import parse_ios_ping
+
+    def received(line: str) -> int:
+        return parse_ios_ping("\n".join(lab_says(line))).received
+
+    assert received("ping vrf Mgmt-intf 127.0.1.2 repeat 3") == 3  # another device's management address
+    assert received("ping vrf Mgmt-intf 10.0.0.2") == 0  # not in the management table
+    assert received("ping 10.0.0.2 source Gi1") == 0  # a management source has no route in the global table
+    assert received("pi 10.0.0.2 so lo0 rep 2 si 200") == 2  # IOS abbreviations
+    assert received("ping 10.0.0.2 source 10.1.0.1") == 5
+    assert lab_says("ping vrf MGMT 10.0.0.1") == ["% VRF MGMT does not exist."]
+    assert lab_says("ping 10.0.0.2 source Gi5") == ["% Invalid source interface - IP not enabled or interface is down"]
+    assert lab_says("ping 10.0.0.2 source 10.9.9.9") == [
+        "% Invalid source address- IP address not on any of our up interfaces"]
+    assert lab_says("ping 10.0.0.2 source Loopback9")[1] == "% Invalid input detected at '^' marker."
+    assert lab_says("ping 10.0.0.2 size 35")[1] == "% Invalid input detected at '^' marker."
+    assert lab_says("ping 10.0.0.2 source") == ["% Incomplete command.", ""]
+
+
+def test_lab_round_trips_agree_with_each_other() -> None:
+    from tasks._ios_parsers import parse_ios_ping
+
+    for target in ("10.0.0.1", "10.0.0.2", "10.1.2.3", "192.0.2.7"):
+        for count in (1, 2, 5):
+            stats = parse_ios_ping("\n".join(lab_says(f"ping {target} repeat {count}")))
+            if stats.received == 1:
+                assert stats.rtt_min_ms == stats.rtt_avg_ms == stats.rtt_max_ms, (target, count)
+            assert stats.rtt_min_ms <= stats.rtt_avg_ms <= stats.rtt_max_ms  # type: ignore[operator]
