@@ -52,7 +52,7 @@ class DeviceOptions:
     params=[
         Param("target", NetworkTarget()),
         Param("source", Device(), keyword="from", optional=True),
-        Param("count", ProbeCount(), keyword="count", aliases=("repeat",), optional=True, default=DEFAULT_COUNT),
+        Param("count", ProbeCount(), keyword="count", aliases=("repeat",), optional=True),
         Param("size", Integer(MIN_SIZE, MAX_SIZE, metavar="size"), keyword="size", optional=True),
         Param("source_interface", SourceInterface(), keyword="source", optional=True),
         Param("vrf", VrfName(), keyword="vrf", optional=True),
@@ -61,7 +61,7 @@ class DeviceOptions:
     examples=["ping r1", "ping 10.0.0.1 from r1 count 10", "ping 10.0.0.1 from r1 source Loopback0 size 1500 df-bit",
               "ping r2 from r1 vrf Mgmt-intf"],
 )
-def ping(ctx: TaskContext, target: NetTarget, source: DeviceInfo | None, count: int, size: int | None,
+def ping(ctx: TaskContext, target: NetTarget, source: DeviceInfo | None, count: int | None, size: int | None,
          source_interface: str | None, vrf: str | None, df_bit: bool) -> Result:
     """Without 'from', the bot host sends the echoes; with 'from <device>', the device does.
     count (or repeat, as on IOS): 1 to [limits] ping_count_max echoes, 5 by default.
@@ -69,6 +69,8 @@ def ping(ctx: TaskContext, target: NetTarget, source: DeviceInfo | None, count: 
     source <interface|address>, vrf <name>, df-bit: only from a Cisco IOS/IOS-XE device.
     The bot host pings single hosts inside [limits] host_probe_networks: never a
     broadcast, multicast or network address (a device may, with 'from')."""
+    if count is None:  # the default stays within the limit, however low it is set
+        count = min(DEFAULT_COUNT, ctx.config.limits.ping_count_max)
     options = DeviceOptions(source_interface, vrf, df_bit)
     if source is None:
         if given := options.given():

@@ -352,3 +352,10 @@ def test_lab_round_trips_agree_with_each_other() -> None:
             if stats.received == 1:
                 assert stats.rtt_min_ms == stats.rtt_avg_ms == stats.rtt_max_ms, (target, count)
             assert stats.rtt_min_ms <= stats.rtt_avg_ms <= stats.rtt_max_ms  # type: ignore[operator]
+
+
+def test_the_default_count_stays_within_a_lower_limit(probes: Probes) -> None:
+    probes.device_output = "Success rate is 100 percent (3/3), round-trip min/avg/max = 1/1/1 ms"
+    helpers.ask(helpers.sample_bot(config(ping_count_max=3)), "!ping 10.0.0.1 from r1")
+    helpers.ask(helpers.sample_bot(), "!ping 10.0.0.1 from r1")
+    assert [c for _, c in probes.sessions] == ["ping 10.0.0.1 repeat 3", "ping 10.0.0.1 repeat 5"]
