@@ -16,7 +16,7 @@ from chatbot.monitoring import Outcome, check_kind
 from tasks._apic_client import client_for
 from tasks._device import run_on_devices
 from tasks._icmp import ping_many
-from tasks._probe import Unresolvable, check_host_probe_allowed, pick_address, resolve_async
+from tasks._probe import Unresolvable, host_probe_problem, pick_address, resolve_async
 from tasks.show import ShowCommandText, _check_platforms
 
 SSH_TIMEOUT = 5.0
@@ -28,7 +28,6 @@ def _devices_or_addresses(ctx: TaskContext, targets: str) -> list[tuple[str, str
     found: list[tuple[str, str]] = []
     for item in filter(None, (t.strip() for t in targets.split(","))):
         if is_ip_address(item):
-            check_host_probe_allowed(ctx, item)
             found.append((item, item))
         else:
             for name in ctx.inventory.resolve(item):
@@ -48,8 +47,8 @@ def _validate_ping(ctx: TaskContext, targets: str, options: dict[str, str]) -> d
     for _, address in pairs:
         # A device known by a DNS name is resolved, and bounded, at every run: its
         # address may change, and a start of the bot must not wait on DNS.
-        if is_ip_address(address):
-            check_host_probe_allowed(ctx, address)
+        if is_ip_address(address) and (problem := host_probe_problem(ctx, address)):
+            raise ArgumentError(problem)
     return {"targets": pairs}
 
 

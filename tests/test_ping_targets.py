@@ -359,3 +359,14 @@ def test_the_default_count_stays_within_a_lower_limit(probes: Probes) -> None:
     helpers.ask(helpers.sample_bot(config(ping_count_max=3)), "!ping 10.0.0.1 from r1")
     helpers.ask(helpers.sample_bot(), "!ping 10.0.0.1 from r1")
     assert [c for _, c in probes.sessions] == ["ping 10.0.0.1 repeat 3", "ping 10.0.0.1 repeat 5"]
+
+
+def test_a_ping_monitor_refuses_what_the_bot_host_may_not_probe(use_inventory: None) -> None:
+    from chatbot.errors import ArgumentError
+
+    ctx = helpers.sample_context(config(host_probe_networks=["127.0.0.0/8"]))
+    for targets, reason in (("r1,127.255.255.255", "127.255.255.255 is the broadcast address of 127.0.0.0/8, not a host"),
+                            ("10.0.0.1", "10.0.0.1 is out of bounds: the bot host may only probe 127.0.0.0/8")):
+        with pytest.raises(ArgumentError) as refused:
+            tasks.monitor_checks._validate_ping(ctx, targets, {})
+        assert str(refused.value) == reason  # no "add 'from <device>'": a monitor has no such option
