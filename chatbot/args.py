@@ -215,9 +215,9 @@ class Param:
     Positional parameters are filled in order; keyword parameters are written as
     `<keyword> <value>` anywhere after the command (`from r1`, `count 3`), or by one of
     its `aliases` (`repeat 3`); a `flag` is a keyword alone (`df-bit`) and parses to
-    True when present. A keyword parameter with `bare_ok` may also be given without its keyword (`show version r1`
-    as well as `show version on r1`). A `greedy` positional takes every word up to the
-    next keyword.
+    True when present. A keyword given twice is refused. A keyword parameter with
+    `bare_ok` may also be given without its keyword (`show version r1` as well as
+    `show version on r1`). A `greedy` positional takes every word up to the next keyword.
     """
 
     name: str

@@ -370,3 +370,13 @@ def test_a_ping_monitor_refuses_what_the_bot_host_may_not_probe(use_inventory: N
         with pytest.raises(ArgumentError) as refused:
             tasks.monitor_checks._validate_ping(ctx, targets, {})
         assert str(refused.value) == reason  # no "add 'from <device>'": a monitor has no such option
+
+
+def test_a_device_traces_a_name_to_the_address_it_resolved(probes: Probes) -> None:
+    probes.device_output = ("Type escape sequence to abort.\nTracing the route to core1.example.net (10.1.1.1)\n"
+                            "VRF info: (vrf in name/id, vrf out name/id)\n  1 10.255.0.1 1 msec 1 msec 1 msec\n"
+                            "  2 10.1.1.1 2 msec *  2 msec\n")
+    result = helpers.ask(helpers.sample_bot(), "!traceroute core1.example.net from r1")
+    assert probes.sessions == [("r1", "traceroute core1.example.net")]
+    assert result.status is Status.OK
+    assert result.summary == "traceroute to core1.example.net from r1: 2 hops"
