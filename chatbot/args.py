@@ -6,6 +6,7 @@ reach a device. Every failure is an ArgumentError with a one-line reason.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -79,6 +80,52 @@ class Integer(ArgType):
         return value
 
 
+class ProbeCount(ArgType):
+    """How many echoes: one limit, `[limits] ping_count_max`, for every way of pinging."""
+
+    metavar = "count"
+
+    def parse(self, raw: str, ctx: ParseContext) -> int:
+        return Integer(1, ctx.config.limits.ping_count_max, metavar="count").parse(raw, ctx)
+
+
+class Flag(ArgType):
+    """A keyword that stands alone (`df-bit`): present or not."""
+
+    metavar = "flag"
+
+    def parse(self, raw: str, ctx: ParseContext) -> bool:
+        return True
+
+
+# IOS interface names as typed on the CLI: a type, then numbers separated by / and an
+# optional .subinterface or :channel (Loopback0, Gi0/0/1, Port-channel10.100, Serial0/1:0).
+_INTERFACE = re.compile(r"^[A-Za-z][A-Za-z-]{0,40}\d{1,10}(?:/\d{1,10}){0,3}(?:[.:]\d{1,10})?$")
+# IOS VRF names are at most 32 characters; these are the characters seen in the field.
+_VRF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,31}$")
+
+
+class SourceInterface(ArgType):
+    """Where a device's echoes come from: one of its interfaces, or one of its addresses."""
+
+    metavar = "interface"
+
+    def parse(self, raw: str, ctx: ParseContext) -> str:
+        self.check_length(raw)
+        if is_ip_address(raw) or _INTERFACE.match(raw):
+            return raw
+        raise ArgumentError(f"'{raw[:40]}' is neither an interface name (e.g. Loopback0, Gi0/1) nor an IP address")
+
+
+class VrfName(ArgType):
+    metavar = "vrf"
+
+    def parse(self, raw: str, ctx: ParseContext) -> str:
+        if _VRF.match(raw):
+            return raw
+        raise ArgumentError(f"'{raw[:40]}' is not a VRF name (letters, digits and _ . : -, at most 32)")
+
+
 class Choice(ArgType):
     def __init__(self, *choices: str, metavar: str | None = None) -> None:
         self.choices = choices
@@ -111,15 +158,24 @@ class Targets(ArgType):
 
 @dataclass(frozen=True)
 class NetTarget:
-    """What to ping or trace: a device (by its management address), an IP, or a host name."""
+    """What to ping or trace: a device (by its management address), an IP, or a host name.
+
+    Exactly one of `address` and `hostname` is set: an IP address as written, or a DNS
+    name still to be resolved (typed by the user, or a device's inventory address)."""
 
     text: str
     device: str | None = None
-    address: str | None = None  # None for a host name not yet resolved
+    address: str | None = None
+    hostname: str | None = None
+
+    @property
+    def host(self) -> str:
+        """The address or name, as a device would be told it."""
+        return self.address or self.hostname or self.text
 
     @property
     def label(self) -> str:
-        return f"{self.device} ({self.address})" if self.device else self.text
+        return f"{self.device} ({self.host})" if self.device else self.text
 
 
 class NetworkTarget(ArgType):
@@ -128,16 +184,28 @@ class NetworkTarget(ArgType):
     def parse(self, raw: str, ctx: ParseContext) -> NetTarget:
         self.check_length(raw)
         if raw in ctx.inventory.devices:
-            info = ctx.inventory.devices[raw]
-            return NetTarget(raw, device=raw, address=info.address)
+            address = ctx.inventory.devices[raw].address
+            if is_ip_address(address):
+                return NetTarget(raw, device=raw, address=address)
+            return NetTarget(raw, device=raw, hostname=address)
         if is_ip_address(raw):
             return NetTarget(raw, address=raw)
         if _HOSTNAME.match(raw) and not raw.replace(".", "").isdigit():
-            return NetTarget(raw.rstrip("."))
+            return NetTarget(raw.rstrip("."), hostname=raw.rstrip("."))
+        if _is_prefix(raw):
+            raise ArgumentError(f"'{raw}' is a network, not a host: give one address")
         raise ArgumentError(
             f"'{raw}' is neither a device in the inventory nor an IP address or host name"
             + suggest(raw, ctx.inventory.devices)
         )
+
+
+def _is_prefix(text: str) -> bool:
+    try:
+        ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        return False
+    return "/" in text
 
 
 @dataclass(frozen=True)
@@ -145,10 +213,11 @@ class Param:
     """One argument of a command.
 
     Positional parameters are filled in order; keyword parameters are written as
-    `<keyword> <value>` anywhere after the command (`from r1`, `count 3`). A keyword
-    parameter with `bare_ok` may also be given without its keyword (`show version r1`
-    as well as `show version on r1`). A `greedy` positional takes every word up to the
-    next keyword.
+    `<keyword> <value>` anywhere after the command (`from r1`, `count 3`), or by one of
+    its `aliases` (`repeat 3`); a `flag` is a keyword alone (`df-bit`) and parses to
+    True when present. A keyword given twice is refused. A keyword parameter with
+    `bare_ok` may also be given without its keyword (`show version r1` as well as
+    `show version on r1`). A `greedy` positional takes every word up to the next keyword.
     """
 
     name: str
@@ -158,8 +227,16 @@ class Param:
     default: Any = None
     greedy: bool = False
     bare_ok: bool = False
+    aliases: tuple[str, ...] = ()
+    flag: bool = False
+
+    @property
+    def keywords(self) -> tuple[str, ...]:
+        return (self.keyword, *self.aliases) if self.keyword else ()
 
     def usage(self) -> str:
+        if self.flag:
+            return f"[{self.keyword}]" if self.optional else str(self.keyword)
         meta = f"<{self.type.metavar}>"
         text = f"{self.keyword} {meta}" if self.keyword and not self.bare_ok else meta
         if self.keyword and self.bare_ok:

@@ -6,6 +6,7 @@ collects them into a Registry, so importing a task module has no side effect.
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -62,7 +63,7 @@ def command(name: str, *, summary: str, params: list[Param] | None = None,
             permission=permission or name.replace(" ", "."),
             aliases=tuple(aliases or ()),
             examples=tuple(examples or ()),
-            details=(func.__doc__ or "").strip(),
+            details=inspect.cleandoc(func.__doc__ or ""),
             timeout=timeout,
         ))
         return func

@@ -111,7 +111,9 @@ class Monitor:
     source: str = "chat"
 
     def describe(self) -> str:
-        opts = " ".join(f"{k} {v}" for k, v in self.options.items() if k != "targets_resolved" and v not in (None, ""))
+        # the validated targets (lists of pairs) are what `targets` already says: no repr of them
+        opts = " ".join(f"{k} {v}" for k, v in self.options.items()
+                        if k != "targets_resolved" and v not in (None, "") and not isinstance(v, (list, tuple, dict)))
         return f"{self.kind} {self.targets}{' ' + opts if opts else ''} every {format_interval(self.interval)}"
 
 

@@ -117,14 +117,20 @@ def check_printable(text: str) -> None:
 
 
 def parse_arguments(cmd: Command, words: list[str], ctx: ParseContext) -> tuple[dict[str, Any], list[str]]:
-    keywords = {p.keyword: p for p in cmd.params if p.keyword}
+    keywords = {k: p for p in cmd.params for k in p.keywords}
     raw: dict[str, str] = {}
     positional = [p for p in cmd.params if not p.keyword or p.bare_ok]
     i = 0
     while i < len(words):
         word = words[i]
         param = keywords.get(word.lower())
-        if param is not None and param.name not in raw:
+        if param is not None and param.name in raw:
+            raise ArgumentError(f"'{word[:40]}' is given twice" if word.lower() == param.keyword
+                                else f"'{word[:40]}' is another name for '{param.keyword}': give one of them")
+        if param is not None and param.flag:
+            raw[param.name], i = "", i + 1
+            continue
+        if param is not None:
             if i + 1 >= len(words):
                 raise ArgumentError(f"'{param.keyword}' needs a value")
             value_words, i = _take(words, i + 1, param, keywords)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from chatbot.inventory import is_ip_address
 
-__all__ = ["Hop", "PingStats", "parse_ios_ping", "parse_ios_traceroute"]
+__all__ = ["Hop", "PingStats", "parse_ios_ping", "parse_ios_traceroute", "traced_address"]
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,10 @@ class PingStats:
     rtt_min_ms: float | None
     rtt_avg_ms: float | None
     rtt_max_ms: float | None
+    datagram_size: int | None = None  # "Sending 5, 1500-byte ICMP Echos to ..."
+    source_address: str | None = None  # "Packet sent with a source address of 10.0.0.1"
+    df_bit: bool = False  # "Packet sent with the DF bit set"
+    could_not_fragment: int = 0  # 'M' marks: too big for a link, and DF set
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,12 @@ _SUCCESS = re.compile(
     r"/(?P<max>\d+(?:\.\d+)?)ms)?"
 )
 _WHITESPACE = re.compile(r"\s+")
+_SENDING = re.compile(r"^[ \t]*Sending \d+, (?P<size>\d+)-byte ICMP Echos", re.MULTILINE)
+_SOURCE = re.compile(r"^[ \t]*Packet sent with a source address of (?P<address>\S+)", re.MULTILINE)
+_DF_BIT = re.compile(r"^[ \t]*Packet sent with the DF bit set", re.MULTILINE)
+# The probe marks: ! reply, . timeout, U unreachable, Q source quench, M could not
+# fragment, ? unknown packet type, & TTL exceeded. Lines of nothing else.
+_MARKS = re.compile(r"^[ \t]*(?P<marks>[!.UQM?&]+)[ \t\r]*$", re.MULTILINE)
 _DEVICE_ERROR = re.compile(r"^[ \t]*(%[^\r\n]*?)[ \t\r]*$", re.MULTILINE)
 
 
@@ -59,6 +69,12 @@ def parse_ios_ping(output: str) -> PingStats:
     sent, received, percent = int(m["sent"]), int(m["received"]), int(m["percent"])
     if sent == 0 or received > sent or percent > 100:
         raise ValueError(f"inconsistent ping summary: {percent} percent ({received}/{sent})")
+    # The header lines and marks of the last run only, as for its summary.
+    last_run = output[: output.rfind("Success rate")]
+    last_run = last_run[last_run.rfind("Type escape sequence") + 1 :]
+    size = list(_SENDING.finditer(last_run))
+    source = list(_SOURCE.finditer(last_run))
+    marks = "".join(found_marks["marks"] for found_marks in _MARKS.finditer(last_run))
     return PingStats(
         sent=sent,
         received=received,
@@ -66,6 +82,10 @@ def parse_ios_ping(output: str) -> PingStats:
         rtt_min_ms=float(m["min"]) if m["min"] else None,
         rtt_avg_ms=float(m["avg"]) if m["avg"] else None,
         rtt_max_ms=float(m["max"]) if m["max"] else None,
+        datagram_size=int(size[-1]["size"]) if size else None,
+        source_address=source[-1]["address"] if source else None,
+        df_bit=_DF_BIT.search(last_run) is not None,
+        could_not_fragment=marks.count("M"),
     )
 
 
@@ -158,3 +178,16 @@ def parse_ios_traceroute(output: str) -> list[Hop]:
     if not hops:
         raise _no_result(output, "traceroute")
     return [hop.build() for hop in hops]
+
+
+_TRACING = re.compile(r"^[ \t]*Tracing the route to (?P<target>\S+)(?: \((?P<address>[^()\s]+)\))?", re.MULTILINE)
+
+
+def traced_address(output: str) -> str | None:
+    """The address an IOS traceroute went to, from its banner: "Tracing the route to
+    10.1.1.1" or, for a name IOS resolved, "Tracing the route to core1.example.net (10.1.1.1)"."""
+    found = _TRACING.search(output)
+    if found is None:
+        return None
+    address = found["address"] or found["target"]
+    return address if is_ip_address(address) else None

@@ -3,6 +3,7 @@ the ACI fabric (health score, faults). The scheduling and alerting are the core'
 
 from __future__ import annotations
 
+import asyncio
 import re
 import socket
 from concurrent.futures import ThreadPoolExecutor
@@ -14,8 +15,8 @@ from chatbot.inventory import is_ip_address
 from chatbot.monitoring import Outcome, check_kind
 from tasks._apic_client import client_for
 from tasks._device import run_on_devices
-from tasks._icmp import ping_many_blocking
-from tasks._probe import check_host_probe_allowed
+from tasks._icmp import ping_many
+from tasks._probe import Unresolvable, host_probe_problem, pick_address, resolve_async
 from tasks.show import ShowCommandText, _check_platforms
 
 SSH_TIMEOUT = 5.0
@@ -27,7 +28,6 @@ def _devices_or_addresses(ctx: TaskContext, targets: str) -> list[tuple[str, str
     found: list[tuple[str, str]] = []
     for item in filter(None, (t.strip() for t in targets.split(","))):
         if is_ip_address(item):
-            check_host_probe_allowed(ctx, item)
             found.append((item, item))
         else:
             for name in ctx.inventory.resolve(item):
@@ -45,16 +45,42 @@ def _site(ctx: TaskContext, name: str) -> str | None:
 def _validate_ping(ctx: TaskContext, targets: str, options: dict[str, str]) -> dict[str, Any]:
     pairs = _devices_or_addresses(ctx, targets)
     for _, address in pairs:
-        check_host_probe_allowed(ctx, address)
+        # A device known by a DNS name is resolved, and bounded, at every run: its
+        # address may change, and a start of the bot must not wait on DNS.
+        if is_ip_address(address) and (problem := host_probe_problem(ctx, address)):
+            raise ArgumentError(problem)
     return {"targets": pairs}
 
 
 @check_kind("ping", summary="the bot host pings devices or addresses", validate=_validate_ping)
 def ping_check(ctx: TaskContext, spec: dict[str, Any]) -> dict[str, Outcome]:
-    pairs = [tuple(p) for p in spec["targets"]]
-    results = ping_many_blocking([address for _, address in pairs], count=2, timeout=1.0)
-    out = {}
-    for label, address in pairs:
+    pairs = [(str(label), str(host)) for label, host in spec["targets"]]
+    return asyncio.run(_ping_targets(ctx, pairs))
+
+
+async def _ping_targets(ctx: TaskContext, pairs: list[tuple[str, str]]) -> dict[str, Outcome]:
+    """Resolve the names (all at once, in the loop's executor), then one ICMP sweep."""
+    names = list(dict.fromkeys(host for _, host in pairs if not is_ip_address(host)))
+    lookups = await asyncio.gather(*(resolve_async(name) for name in names), return_exceptions=True)
+    for found in lookups:
+        if isinstance(found, BaseException) and not isinstance(found, Unresolvable):
+            raise found
+    resolved = dict(zip(names, lookups))
+    out: dict[str, Outcome] = {}
+    addresses: dict[str, str] = {}
+    for label, host in pairs:
+        found = resolved.get(host, [host])
+        if isinstance(found, BaseException):
+            out[label] = Outcome(False, str(found), _site(ctx, label))
+            continue
+        address, problem = pick_address(ctx, found)
+        if address is None:
+            # the operator narrowed host_probe_networks, or the name moved out of them
+            out[label] = Outcome(False, f"not probed: {problem}", _site(ctx, label))
+            continue
+        addresses[label] = address
+    results = await ping_many(list(dict.fromkeys(addresses.values())), count=2, timeout=1.0)
+    for label, address in addresses.items():
         r = results[address]
         detail = f"answers in {r.rtt_ms:.1f} ms" if r.alive and r.rtt_ms is not None else (r.error or "no answer")
         out[label] = Outcome(r.alive, detail, _site(ctx, label))

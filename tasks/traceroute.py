@@ -12,8 +12,8 @@ from chatbot.errors import TaskFailure
 from chatbot.inventory import DeviceInfo
 from chatbot.results import Result, Status, Table, TextBlock
 from tasks._device import device_outcomes, run_on_devices
-from tasks._ios_parsers import parse_ios_traceroute
-from tasks._probe import DEVICE_TRACEROUTE, RAW_SOCKET_HINT, check_host_probe_allowed, device_command, resolve
+from tasks._ios_parsers import parse_ios_traceroute, traced_address
+from tasks._probe import DEVICE_TRACEROUTE, RAW_SOCKET_HINT, device_command, host_probe_address, resolved_label
 
 COLUMNS = ["hop", "address", "rtt (ms)"]
 MAX_HOPS = 30
@@ -37,23 +37,22 @@ def traceroute(ctx: TaskContext, target: NetTarget, source: DeviceInfo | None) -
 
 
 def _trace_from_host(ctx: TaskContext, target: NetTarget) -> Result:
-    address = resolve(target)
-    check_host_probe_allowed(ctx, address)
+    address = host_probe_address(ctx, target)
+    label = resolved_label(target, address)
     try:
         hops = icmplib.traceroute(address, count=2, interval=0.05, timeout=1, max_hops=MAX_HOPS)
     except SocketPermissionError:
         raise TaskFailure(RAW_SOCKET_HINT) from None
     except ICMPLibError as err:
-        raise TaskFailure(f"traceroute {target.label}: {err}") from None
+        raise TaskFailure(f"traceroute {label}: {err}") from None
     rows = [[str(h.distance), h.address, f"{h.avg_rtt:.1f}"] for h in hops]
     reached = bool(hops) and hops[-1].address == address
-    summary = f"traceroute to {target.label} from the bot host: {len(hops)} hops" + ("" if reached else ", target not reached")
+    summary = f"traceroute to {label} from the bot host: {_hops(len(hops))}" + ("" if reached else ", target not reached")
     return Result(Status.OK if reached else Status.FAILED, summary, [Table(COLUMNS, rows)])
 
 
 def _trace_from_device(ctx: TaskContext, target: NetTarget, source: DeviceInfo) -> Result:
-    address = target.address or target.text
-    cmd = device_command(DEVICE_TRACEROUTE, source.platform, target=address)
+    cmd = device_command(DEVICE_TRACEROUTE, source.platform, target=target.host)
     [out] = run_on_devices(ctx, [source.name], cmd, timeout=DEVICE_TRACE_SECONDS)
     if not out.ok:
         return Result(Status.FAILED, f"traceroute from {source.name} failed: {out.error}",
@@ -66,6 +65,12 @@ def _trace_from_device(ctx: TaskContext, target: NetTarget, source: DeviceInfo) 
         raise TaskFailure(f"traceroute from {source.name}: {err}") from None
     rows = [[str(h.number), h.address or "*",
              " ".join("*" if r is None else f"{r:g}" for r in h.rtts_ms)] for h in hops]
-    reached = any(h.address == address for h in hops)
-    summary = f"traceroute to {target.label} from {source.name}: {len(hops)} hops" + ("" if reached else ", target not reached")
+    # A host name is resolved by the device, which says to what: "Tracing the route to x (10.1.1.1)".
+    destination = target.address or traced_address(out.output)
+    reached = destination is not None and any(h.address == destination for h in hops)
+    summary = f"traceroute to {target.label} from {source.name}: {_hops(len(hops))}" + ("" if reached else ", target not reached")
     return Result(Status.OK if reached else Status.FAILED, summary, [Table(COLUMNS, rows)])
+
+
+def _hops(count: int) -> str:
+    return f"{count} hop" if count == 1 else f"{count} hops"

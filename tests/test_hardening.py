@@ -29,6 +29,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import tasks._device
+import tasks._probe
 import tasks.apic
 import tasks.ping
 import tasks.show
@@ -63,7 +64,11 @@ _PIPE_NAMES = "|".join(DEFAULT_PIPES)
 _PIPE_TEXT = r"[\x21-\x3e\x40-\x7b\x7d\x7e](?:[\x20-\x3e\x40-\x7b\x7d\x7e]{0,78}[\x21-\x3e\x40-\x7b\x7d\x7e])?"
 CANONICAL_SHOW = re.compile(  # at most one filter: IOS applies one per command
     rf"(?:{_SHOW_BASE})(?: [A-Za-z0-9._:/-]{{1,64}}){{0,4}}(?: \| (?:{_PIPE_NAMES}) {_PIPE_TEXT})?", re.ASCII)
-CANONICAL_PING = re.compile(r"ping (?P<target>\S+) repeat (?P<count>[1-9][0-9]?|100)", re.ASCII)
+CANONICAL_PING = re.compile(
+    r"ping (?:vrf [A-Za-z0-9][A-Za-z0-9_.:-]{0,31} )?(?P<target>\S+) repeat (?P<count>[1-9][0-9]?|100)"
+    r"(?: size (?:3[6-9]|[4-9][0-9]|[1-9][0-9]{2,3}|1[0-7][0-9]{3}|180[01][0-9]|1802[0-4]))?(?: df-bit)?"
+    r"(?: source (?P<source>[A-Za-z][A-Za-z-]{0,40}[0-9]{1,10}(?:/[0-9]{1,10}){0,3}(?:[.:][0-9]{1,10})?|\S+))?",
+    re.ASCII)
 CANONICAL_TRACE = re.compile(r"traceroute (?P<target>\S+)", re.ASCII)
 FORBIDDEN_PIPE = re.compile(r"\|\s*(?:redirect|tee|append|format)", re.IGNORECASE)
 
@@ -104,6 +109,8 @@ def command_problems(module: str, devices: tuple[str, ...], command: str) -> lis
     elif module == "tasks.ping":
         m = CANONICAL_PING.fullmatch(command)
         ok = bool(m) and is_ip_or_hostname(m.group("target"))  # type: ignore[union-attr]
+        if m and m.group("source") and not re.fullmatch(r"[A-Za-z].*", m.group("source")):
+            ok = ok and is_ip(m.group("source"))
     elif module == "tasks.traceroute":
         m = CANONICAL_TRACE.fullmatch(command)
         ok = bool(m) and is_ip_or_hostname(m.group("target"))  # type: ignore[union-attr]
@@ -155,14 +162,11 @@ def install_recorders(monkeypatch: pytest.MonkeyPatch) -> Recorder:
     monkeypatch.setattr(tasks.ping.icmplib, "ping", ping)
     monkeypatch.setattr(tasks.traceroute.icmplib, "traceroute", traceroute)
 
-    def resolve(target: Any) -> str:  # no DNS from a test: host names resolve to TEST-NET-1
-        if target.address:
-            return str(target.address)
-        rec.resolved.append(target.text)
-        return "192.0.2.1"
+    def resolve(name: str, owner: str | None = None) -> list[str]:  # no DNS from a test: TEST-NET-1
+        rec.resolved.append(name)
+        return ["192.0.2.1"]
 
-    monkeypatch.setattr(tasks.ping, "resolve", resolve)
-    monkeypatch.setattr(tasks.traceroute, "resolve", resolve)
+    monkeypatch.setattr(tasks._probe, "resolve_blocking", resolve)
 
     def client_for(endpoint: Any) -> Any:
         rec.apic.append(endpoint)
@@ -283,8 +287,11 @@ def valid_looking(draw: st.DrawFn) -> str:
     source = draw(st.one_of(st.just(""), mostly_valid_targets.map(lambda t: f" from {t}")))
     if kind == "ping":
         count = draw(st.one_of(st.just(""), st.integers(1, 25).map(lambda n: f" count {n}"),
-                               numbers.map(lambda n: f" count {n}")))
-        return f"!ping {target}{source}{count}"
+                               numbers.map(lambda n: f" repeat {n}")))
+        options = draw(st.lists(st.sampled_from([
+            " df-bit", " size 1500", " size 35", " size 18025", " vrf MGMT", " vrf a;b", " source Loopback0",
+            " source Gi0/0/1.100", " source 10.0.0.1", " source lo0;reload", " source 1.2.3.4.5"]), max_size=3))
+        return f"!ping {target}{source}{count}{''.join(options)}"
     return f"!{draw(st.sampled_from(['traceroute', 'trace', 'tr']))} {target}{source}"
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tasks._ios_parsers import Hop, PingStats, parse_ios_ping, parse_ios_traceroute
+from tasks._ios_parsers import Hop, PingStats, parse_ios_ping, parse_ios_traceroute, traced_address
 
 # --- ping -----------------------------------------------------------------------------
 
@@ -42,16 +42,40 @@ PING_WRAPPED = (
     "5/23 ms\r\n"
 )
 
+# `ping ... size 1493 df-bit`: a link's MTU is smaller, the router answers "M" (could not
+# fragment) for the echoes its ICMP rate limit lets through, "." for the others.
+PING_DF_TOO_BIG = """\
+r1#ping 11.11.11.1 source Loopback0 size 1493 df-bit
+Type escape sequence to abort.
+Sending 5, 1493-byte ICMP Echos to 11.11.11.1, timeout is 2 seconds:
+Packet sent with a source address of 10.10.10.1 
+Packet sent with the DF bit set
+M.M.M
+Success rate is 0 percent (0/5)
+r1#"""
+
+PING_DF_FITS = """\
+Type escape sequence to abort.
+Sending 10, 1500-byte ICMP Echos to 10.0.0.1, timeout is 2 seconds:
+Packet sent with the DF bit set
+!!!!!!!!!!
+Success rate is 100 percent (10/10), round-trip min/avg/max = 1/1/4 ms
+"""
+
 
 @pytest.mark.parametrize(
     "output, expected",
     [
-        (PING_ALL, PingStats(5, 5, 100, 1.0, 2.0, 4.0)),
-        (PING_NONE, PingStats(5, 0, 0, None, None, None)),
-        (PING_PARTIAL_WITH_SOURCE, PingStats(5, 3, 60, 1.0, 10.0, 28.0)),
-        (PING_WRAPPED, PingStats(100, 97, 97, 12.0, 15.0, 23.0)),
+        (PING_ALL, PingStats(5, 5, 100, 1.0, 2.0, 4.0, datagram_size=100)),
+        (PING_NONE, PingStats(5, 0, 0, None, None, None, datagram_size=100)),
+        (PING_PARTIAL_WITH_SOURCE, PingStats(5, 3, 60, 1.0, 10.0, 28.0, datagram_size=100,
+                                             source_address="10.255.255.1")),
+        (PING_WRAPPED, PingStats(100, 97, 97, 12.0, 15.0, 23.0, datagram_size=1500)),
+        (PING_DF_TOO_BIG, PingStats(5, 0, 0, None, None, None, datagram_size=1493, source_address="10.10.10.1",
+                                    df_bit=True, could_not_fragment=3)),
+        (PING_DF_FITS, PingStats(10, 10, 100, 1.0, 1.0, 4.0, datagram_size=1500, df_bit=True)),
     ],
-    ids=["all", "none", "partial-with-source", "wrapped-crlf"],
+    ids=["all", "none", "partial-with-source", "wrapped-crlf", "df-bit-too-big", "df-bit-fits"],
 )
 def test_parse_ping(output: str, expected: PingStats) -> None:
     assert parse_ios_ping(output) == expected
@@ -278,3 +302,14 @@ def test_traceroute_malformed_hop_raises(line: str, token: str) -> None:
     with pytest.raises(ValueError) as error:
         parse_ios_traceroute("Tracing the route to 10.0.0.1\n" + line + "\n")
     assert repr(token) in str(error.value)
+
+
+@pytest.mark.parametrize("output, expected", [
+    ("Type escape sequence to abort.\nTracing the route to 10.0.0.9\nVRF info: (vrf in name/id, vrf out name/id)\n"
+     "  1 10.255.0.1 1 msec 1 msec 1 msec\n", "10.0.0.9"),
+    ("Type escape sequence to abort.\nTracing the route to core1.example.net (10.1.1.1)\n"
+     "  1 10.1.1.1 1 msec * 1 msec\n", "10.1.1.1"),
+    ("Translating \"nosuchhost\"...domain server (255.255.255.255)\n% Unrecognized host or address.\n", None),
+], ids=["address", "resolved-name", "no-banner"])
+def test_traced_address(output: str, expected: str | None) -> None:
+    assert traced_address(output) == expected

@@ -71,6 +71,21 @@ def test_lab_host_probes_stay_on_loopback(lab_bot) -> None:  # type: ignore[no-u
     assert "in lab mode the bot host only probes loopback" in result.summary
 
 
+def test_ping_from_device_with_ios_options(lab_bot) -> None:  # type: ignore[no-untyped-def]
+    result = ask(lab_bot, "!ping 10.0.0.2 from r1 source Loopback0 size 1500 df-bit repeat 10")
+    assert result.status is Status.OK, result.summary
+    assert result.summary == "10.0.0.2 is reachable (10/10) from r1"
+    assert table(result).rows[0][:4] == ["10.0.0.2", "r1 (10.0.0.1)", "10", "10"]
+    too_big = ask(lab_bot, "!ping 10.0.0.2 from r1 size 1501 df-bit")
+    assert too_big.status is Status.FAILED
+    assert too_big.summary == ("10.0.0.2 is unreachable from r1; 3 of 5 could not be sent unfragmented (M): "
+                               "the path MTU is below 1501 bytes")
+    mgmt = ask(lab_bot, "!ping r2 from r1 vrf Mgmt-intf count 2")
+    assert mgmt.status is Status.OK and mgmt.summary == "r2 (127.0.1.2) is reachable (2/2) from r1"
+    no_vrf = ask(lab_bot, "!ping r2 from r1 vrf MGMT")
+    assert no_vrf.status is Status.FAILED and no_vrf.summary == "ping from r1: % VRF MGMT does not exist."
+
+
 def test_traceroute_from_device(lab_bot) -> None:  # type: ignore[no-untyped-def]
     result = ask(lab_bot, "!traceroute 10.0.0.1 from r1")
     assert result.status is Status.OK, result.summary

@@ -20,7 +20,7 @@ from enum import Enum
 
 from chatbot.lab import shows
 from chatbot.lab.configs import DeviceFacts, running_config
-from chatbot.lab.netsim import Topology, ping_output, traceroute_output
+from chatbot.lab.netsim import Reach, Topology, ping_output, traceroute_output
 
 USER, PRIVILEGED = 1, 15
 PING_MAX_REPEAT = 100_000  # IOS accepts up to 2^31-1; the lab caps what it will render
@@ -111,8 +111,17 @@ _ROOT = Node(
 
 _PIPE_OPTIONS = ("begin", "count", "exclude", "include", "section")
 _PIPE_STUBS = ("append", "format", "redirect", "tee")
-_PING_OPTIONS = ("repeat", "size", "timeout")
-_PING_STUBS = ("data", "df-bit", "source", "validate", "verbose")
+_PING_OPTIONS = ("repeat", "size", "timeout")  # each takes a number
+_PING_WORDS = (*_PING_OPTIONS, "df-bit", "source")
+_PING_STUBS = ("data", "validate", "verbose")
+_PING_LIMITS = {"repeat": (1, PING_MAX_REPEAT), "size": (36, 18024), "timeout": (0, 3600)}
+# Interface types as IOS's parser knows them, so abbreviations are as ambiguous as there
+# (`T1` could be Tunnel or TenGigabitEthernet); the lab's devices have only some of them.
+_INTERFACE_TYPES = ("GigabitEthernet", "Loopback", "Null", "Port-channel", "Serial",
+                    "TenGigabitEthernet", "Tunnel", "Vlan")
+_INTERFACE = re.compile(r"^(?P<kind>[A-Za-z][A-Za-z-]*)(?P<number>\d+(?:/\d+)*(?:\.\d+)?)$")
+INVALID_SOURCE_INTERFACE = "% Invalid source interface - IP not enabled or interface is down"
+INVALID_SOURCE_ADDRESS = "% Invalid source address- IP address not on any of our up interfaces"
 
 
 @dataclass
@@ -297,21 +306,54 @@ class IosCli:
             if len(rest) > 1:
                 raise self._invalid(rest[1][1])
             return args
-        args.update(repeat=5, size=100, timeout=2)
+        return self._parse_ping_args(rest)
+
+    def _parse_ping_args(self, rest: list[tuple[str, int]]) -> dict[str, object]:
+        """`ping [vrf NAME] <target> [repeat N] [size N] [timeout N] [df-bit] [source IF|ADDR]`"""
+        args: dict[str, object] = {"repeat": 5, "size": 100, "timeout": 2, "df-bit": False}
+        if self._match(rest[0][0], ("vrf",)) == ["vrf"] and len(rest[0][0]) > 1:
+            if len(rest) < 3:
+                raise _ParseError([INCOMPLETE, ""])
+            args["vrf"] = rest[1][0]
+            rest = rest[2:]
+        args["target"] = rest[0][0]
         position = 1
         while position < len(rest):
             word, column = rest[position]
-            matches = self._match(word, _PING_OPTIONS + _PING_STUBS)
+            matches = self._match(word, _PING_WORDS + _PING_STUBS)
             if len(matches) != 1 or matches[0] in _PING_STUBS:
                 if len(matches) > 1:
                     raise self._ambiguous()
                 raise self._invalid(column)
+            option = matches[0]
+            if option == "df-bit":
+                args[option] = True
+                position += 1
+                continue
             if position + 1 >= len(rest):
                 raise _ParseError([INCOMPLETE, ""])
-            limits = {"repeat": (1, PING_MAX_REPEAT), "size": (36, 18024), "timeout": (0, 3600)}
-            args[matches[0]] = self._number(rest[position + 1], *limits[matches[0]])
+            if option == "source":
+                args["source"] = self._source(rest[position + 1])
+            else:
+                args[option] = self._number(rest[position + 1], *_PING_LIMITS[option])
             position += 2
         return args
+
+    def _source(self, token: tuple[str, int]) -> str:
+        """A source address as typed, or an interface by its full name."""
+        word, column = token
+        if re.fullmatch(r"\d{1,3}(?:\.\d{1,3}){3}", word):
+            return word
+        found = _INTERFACE.match(word)
+        typed = found["kind"].lower() if found else ""
+        kinds = [kind for kind in _INTERFACE_TYPES if typed and kind.lower().startswith(typed)]
+        kinds = [kind for kind in kinds if kind.lower() == typed] or kinds
+        if len(kinds) != 1:
+            raise self._invalid(column)
+        name = f"{kinds[0]}{found['number']}"  # type: ignore[index]
+        if name not in self.facts.interfaces_by_name:
+            raise self._invalid(column + len(found["kind"]))  # type: ignore[index]
+        return name
 
     def _number(self, token: tuple[str, int], low: int, high: int) -> int:
         word, column = token
@@ -375,9 +417,28 @@ class IosCli:
         raise AssertionError(f"unhandled show command {command!r}")
 
     def _ping(self, args: dict[str, object]) -> list[str]:
+        vrf = args.get("vrf")
+        if vrf is not None and vrf not in {i.vrf for i in self.facts.interfaces}:
+            return [f"% VRF {vrf} does not exist."]  # the lab's wording
         address = self.topology.resolve(str(args["target"]))
         if address is None:
             return [UNRESOLVED]
+        reach = None
+        source_address = None
+        if "source" in args:
+            source = str(args["source"])
+            interfaces = self.facts.interfaces_by_name
+            if source in interfaces:
+                interface = interfaces[source]
+                if not (interface.enabled and interface.address):
+                    return [INVALID_SOURCE_INTERFACE]
+                source_address = interface.address
+                if interface.vrf != vrf:
+                    reach = Reach.UNREACHABLE  # that address has no route in this table
+            else:
+                if not any(i.address == source and i.enabled for i in interfaces.values()):
+                    return [INVALID_SOURCE_ADDRESS]
+                source_address = source
         text = ping_output(
             self.topology,
             self.facts.hostname,
@@ -385,6 +446,10 @@ class IosCli:
             count=int(args["repeat"]),  # type: ignore[call-overload]
             size=int(args["size"]),  # type: ignore[call-overload]
             timeout=int(args["timeout"]),  # type: ignore[call-overload]
+            vrf=vrf if isinstance(vrf, str) else None,
+            source_address=source_address,
+            df_bit=bool(args["df-bit"]),
+            reach=reach,
         )
         return text.split("\n")
 

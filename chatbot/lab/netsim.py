@@ -8,6 +8,10 @@ Reachability model (deterministic, from the point of view of any lab device):
   answer, unless that device is DOWN.
 - 192.0.2.0/24 (TEST-NET-1) loses every second probe: `!.!.!`, 60 percent (3/5).
 - Everything else is unreachable: `.....`, 0 percent.
+- In vrf Mgmt-intf (the management network) only the lab devices' management
+  addresses answer; a source interface of another table reaches nothing.
+- Every link has an MTU of 1500 bytes: a larger datagram with the DF bit set cannot
+  leave (`M.M.M`, the router's unreachables rate-limited as on IOS).
 
 Names resolve only if they are lab device names (r1, r2, ...), to that device's
 management address, like `ip host` entries would; any other name is unknown.
@@ -30,6 +34,8 @@ from chatbot.lab.model import device_host, device_index, host_index
 _LOSSY = ipaddress.IPv4Network("192.0.2.0/24")
 _REACHABLE = ipaddress.IPv4Network("10.0.0.0/8")
 PING_LINE_WIDTH = 70  # IOS wraps the !!!!! line every 70 probes
+LINK_MTU = 1500
+MGMT_VRF = "Mgmt-intf"
 TRACE_MAX_HOPS = 5  # IOS goes to 30; the lab stops early so a trace stays instant
 
 
@@ -63,8 +69,11 @@ class Topology:
             return None
         return device_host(index)
 
-    def reach(self, address: str) -> Reach:
+    def reach(self, address: str, vrf: str | None = None) -> Reach:
         ip = ipaddress.IPv4Address(address)
+        if vrf == MGMT_VRF:
+            lab_index = host_index(address)
+            return Reach.REACHABLE if self.device_alive(lab_index) else Reach.UNREACHABLE
         if ip in _LOSSY:
             return Reach.LOSSY
         lab_index = host_index(address)
@@ -87,10 +96,18 @@ def ping_output(
     count: int = 5,
     size: int = 100,
     timeout: int = 2,
+    *,
+    vrf: str | None = None,
+    source_address: str | None = None,
+    df_bit: bool = False,
+    reach: Reach | None = None,
 ) -> str:
-    """IOS `ping` text for an already resolved address."""
-    reach = topology.reach(address)
-    if reach is Reach.REACHABLE:
+    """IOS `ping` text for an already resolved address. `reach` overrides the topology
+    (a source interface in another table reaches nothing)."""
+    reach = reach or topology.reach(address, vrf)
+    if df_bit and size > LINK_MTU and reach is not Reach.UNREACHABLE:
+        marks = "".join("M" if n % 2 == 0 else "." for n in range(count))
+    elif reach is Reach.REACHABLE:
         marks = "!" * count
     elif reach is Reach.LOSSY:
         marks = "".join("!" if n % 2 == 0 else "." for n in range(count))
@@ -100,6 +117,10 @@ def ping_output(
         "Type escape sequence to abort.",
         f"Sending {count}, {size}-byte ICMP Echos to {address}, timeout is {timeout} seconds:",
     ]
+    if source_address:
+        lines.append(f"Packet sent with a source address of {source_address} ")
+    if df_bit:
+        lines.append("Packet sent with the DF bit set")
     lines += [marks[start : start + PING_LINE_WIDTH] for start in range(0, count, PING_LINE_WIDTH)]
     received = marks.count("!")
     percent = received * 100 // count
@@ -107,9 +128,10 @@ def ping_output(
     if received:
         seed = _rtt_seed(source, address)
         low = 1 + seed % 2
-        high = low + 1 + (seed >> 4) % 4
-        average = (low + high) // 2
-        summary += f", round-trip min/avg/max = {low}/{average}/{high} ms"
+        spread = 1 + (seed >> 4) % 4
+        # one round trip per answered echo, so min/avg/max agree with each other
+        rtts = [low + (seed >> (8 + n % 16)) % (spread + 1) for n in range(count) if marks[n] == "!"]
+        summary += f", round-trip min/avg/max = {min(rtts)}/{sum(rtts) // len(rtts)}/{max(rtts)} ms"
     lines.append(summary)
     return "\n".join(lines)
 
