@@ -487,7 +487,8 @@ def show_lldp_neighbors(facts: DeviceFacts, topology: Topology) -> str:
 
 def _log_stamp(moment: dt.datetime) -> str:
     # `service timestamps log datetime msec`; '*' because no NTP source is synchronised.
-    return f"*{moment.strftime('%b')} {moment.day:>2} {moment.strftime('%H:%M:%S')}.{moment.microsecond // 1000:03d}"
+    millis = moment.microsecond // 1000
+    return f"*{moment.strftime('%b')} {moment.day:>2} {moment.strftime('%H:%M:%S')}.{millis:03d}"
 
 
 def _log_messages(facts: DeviceFacts, topology: Topology, now: dt.datetime,
@@ -497,17 +498,18 @@ def _log_messages(facts: DeviceFacts, topology: Topology, now: dt.datetime,
     boot = now - dt.timedelta(minutes=uptime_minutes(facts, lab_minutes))
     events: list[tuple[float, str]] = []
     for number, interface in enumerate(facts.interfaces):
-        at = 40 + number * 0.25
-        if interface.name.startswith("Loopback"):
-            events.append((at, f"%LINEPROTO-5-UPDOWN: Line protocol on Interface {interface.name}, changed state to up"))
+        at, name = 40 + number * 0.25, interface.name
+        line_up = f"%LINEPROTO-5-UPDOWN: Line protocol on Interface {name}, changed state to up"
+        if name.startswith("Loopback"):
+            events.append((at, line_up))
         elif interface.enabled:
-            events.append((at, f"%LINK-3-UPDOWN: Interface {interface.name}, changed state to up"))
-            events.append((at + 1, f"%LINEPROTO-5-UPDOWN: Line protocol on Interface {interface.name}, changed state to up"))
+            events += [(at, f"%LINK-3-UPDOWN: Interface {name}, changed state to up"), (at + 1, line_up)]
         else:
-            events.append((at, f"%LINK-5-CHANGED: Interface {interface.name}, changed state to administratively down"))
+            events.append((at, f"%LINK-5-CHANGED: Interface {name}, changed state to administratively down"))
     events.append((55, "%SYS-5-CONFIG_I: Configured from memory by console"))
     eigrp = gateway(facts, "GigabitEthernet4")
-    events.append((58, f"%DUAL-5-NBRCHANGE: EIGRP-IPv4 {EIGRP_AS}: Neighbor {eigrp} (GigabitEthernet4) is up: new adjacency"))
+    events.append((58, f"%DUAL-5-NBRCHANGE: EIGRP-IPv4 {EIGRP_AS}: Neighbor {eigrp} (GigabitEthernet4) "
+                       "is up: new adjacency"))
     for n in ospf_neighbors(facts, topology):
         if n.state.startswith("FULL"):
             at = 60 + stable_number(facts.hostname, n.name, n.interface) % 20
