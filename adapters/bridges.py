@@ -39,8 +39,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from chatbot.config import ConfigError
 from chatbot.message import Identity
 
-# Puppet namespaces of the bridges we know (DESIGN.md, Bridges). mautrix-slack lower-cases
-# the Slack ids; Slack ids are upper case, so the identity is upper-cased back.
+# Puppet namespaces of the bridges we know (docs/architecture.md, Bridges). mautrix-slack
+# lower-cases the Slack ids; Slack ids are upper case, so the identity is upper-cased back.
 KNOWN_PUPPETS = {
     "mautrix-slack": (r"@slack_(?P<team>[a-z0-9]+)-(?P<user>[a-z0-9]+):{server}", "slack:{USER}"),
     "matrix-appservice-slack": (r"@slack_(?P<team>[A-Za-z0-9]+)_(?P<user>[A-Z0-9]+):{server}", "slack:{user}"),

@@ -157,6 +157,9 @@ def _cause_chain(exc: BaseException) -> list[BaseException]:
     return chain
 
 
+SUMMARY_FAILURES = 5  # failures a summary names; any further ones are listed below it
+
+
 def outcome_summary(what: str, outputs: list[DeviceOutput]) -> tuple[Status, str]:
     """'show version on 3 devices: 2 ok, 1 failed (r3: authentication failed)'."""
     bad = [o for o in outputs if not o.ok]
@@ -167,10 +170,18 @@ def outcome_summary(what: str, outputs: list[DeviceOutput]) -> tuple[Status, str
     status = Status.OK if not bad else Status.PARTIAL if good else Status.FAILED
     text = f"{what} on {len(outputs)} devices: {good} ok"
     if bad:
-        shown = "; ".join(f"{o.device}: {o.error}" for o in bad[:5])
-        more = f"; and {len(bad) - 5} more" if len(bad) > 5 else ""
+        shown = "; ".join(f"{o.device}: {o.error}" for o in bad[:SUMMARY_FAILURES])
+        more = f"; and {len(bad) - SUMMARY_FAILURES} more" if len(bad) > SUMMARY_FAILURES else ""
         text += f", {len(bad)} failed ({shown}{more})"
     return status, text
+
+
+def failures_not_in_summary(outputs: list[DeviceOutput]) -> list[DeviceOutput]:
+    """The failed devices whose error outcome_summary left out: the only failures a reply
+    should list again under the summary, so that every error is printed once."""
+    if len(outputs) == 1:
+        return []
+    return [o for o in outputs if not o.ok][SUMMARY_FAILURES:]
 
 
 def device_outcomes(outputs: list[DeviceOutput]) -> dict[str, str]:

@@ -12,7 +12,13 @@ from chatbot.errors import ArgumentError
 from chatbot.inventory import DeviceInfo
 from chatbot.redact import redact
 from chatbot.results import Note, Part, Result, Table, TextBlock
-from tasks._device import DeviceOutput, device_outcomes, outcome_summary, run_on_devices
+from tasks._device import (
+    DeviceOutput,
+    device_outcomes,
+    failures_not_in_summary,
+    outcome_summary,
+    run_on_devices,
+)
 
 _COMMAND_WORD = re.compile(r"^[A-Za-z0-9._:/-]{1,64}$")
 # Printable ASCII; no '?', which an IOS command line takes as a request for help.
@@ -160,11 +166,11 @@ def show_command(ctx: TaskContext, request: ShowRequest, targets: list[str]) -> 
     outputs = run_on_devices(ctx, targets, request.text)
     status, summary = outcome_summary(request.text, outputs)
     parts: list[Part] = []
+    name = re.sub(r"[^A-Za-z0-9]+", "-", request.base).strip("-")
     for out in outputs:
         if out.ok:
-            name = re.sub(r"[^A-Za-z0-9]+", "-", request.base).strip("-")
             parts.append(TextBlock(_redacted(ctx, out) or "(no output)", title=f"{out.device}: {request.text}",
                                    filename=f"{out.device}-{name}.txt"))
-        else:
-            parts.append(Note(f"{out.device}: {out.error}"))
+    # The summary already names the first failures with their errors: list only the rest.
+    parts += [Note(f"{out.device}: {out.error}") for out in failures_not_in_summary(outputs)]
     return Result(status, summary, parts, devices=device_outcomes(outputs))

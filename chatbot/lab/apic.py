@@ -1,6 +1,6 @@
 """Simulated Cisco APIC REST API (plain HTTP on loopback, aiohttp server).
 
-Faithful to what the bot relies on (see DESIGN.md "APIC REST"):
+Faithful to what the bot relies on (see docs/architecture.md, "APIC REST"):
 
 - `POST /api/aaaLogin.json` {"aaaUser":{"attributes":{"name","pwd"}}} -> aaaLogin token
   and `Set-Cookie: APIC-cookie=<token>; path=/; HttpOnly`; bad credentials -> 401.

@@ -384,6 +384,7 @@ def running_config(name: str) -> str:
         " address ipv4 10.254.0.53 auth-port 1812 acct-port 1813",
         f" key 7 {s.radius_key7}",
         "!",
+        "lldp run",
         "!",
         "control-plane",
         "!",

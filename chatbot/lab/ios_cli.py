@@ -13,6 +13,7 @@ and answer with `% Invalid input` when used.
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ PING_MAX_REPEAT = 100_000  # IOS accepts up to 2^31-1; the lab caps what it will
 INVALID = "% Invalid input detected at '^' marker."
 INCOMPLETE = "% Incomplete command."
 UNRESOLVED = "% Unrecognized host or address, or protocol not running."
+INCONSISTENT_MASK = "% Inconsistent address and mask"
 
 
 class Kind(Enum):
@@ -49,6 +51,9 @@ class Node:
     priv: int = USER
     stub: bool = False
     takes_args: bool = False  # remaining tokens go to the command's argument parser
+    # The line may end here, go on with a keyword below, or give arguments (an interface
+    # name, a prefix) that the show command's own argument parser reads.
+    optional_args: bool = False
 
 
 def _stubs(*words: str, priv: int = USER) -> tuple[Node, ...]:
@@ -58,29 +63,64 @@ def _stubs(*words: str, priv: int = USER) -> tuple[Node, ...]:
 _SHOW_IP = Node(
     "ip",
     (
+        Node("arp", command="show ip arp"),
         Node(
             "bgp",
             (Node("summary", command="show ip bgp summary"), *_stubs("neighbors", "all", "ipv4")),
         ),
         Node("interface", (Node("brief", command="show ip interface brief"),)),
-        Node("route", command="show ip route"),
-        *_stubs(
-            "access-lists", "arp", "cef", "dhcp", "eigrp", "nat", "ospf", "protocols", "ssh", "vrf"
+        Node(
+            "ospf",
+            (
+                Node("neighbor", command="show ip ospf neighbor"),
+                *_stubs("border-routers", "database", "interface", "statistics", "virtual-links"),
+            ),
         ),
+        Node("route", command="show ip route", optional_args=True),
+        *_stubs("access-lists", "cef", "dhcp", "eigrp", "nat", "protocols", "ssh", "vrf"),
     ),
 )
+
+
+def _neighbors_of(protocol: str) -> Node:
+    return Node(
+        protocol,
+        (Node("neighbors", command=f"show {protocol} neighbors"), *_stubs("entry", "interface", "traffic")),
+    )
+
 
 _SHOW = Node(
     "show",
     (
+        _neighbors_of("cdp"),
         Node("clock", command="show clock"),
-        Node("interfaces", command="show interfaces"),
+        Node(
+            "interfaces",
+            (
+                Node("status", command="show interfaces status"),
+                *_stubs("accounting", "counters", "description", "stats", "summary", "switchport"),
+                *_stubs("trunk"),
+            ),
+            command="show interfaces",
+            optional_args=True,
+        ),
         Node("inventory", command="show inventory"),
         _SHOW_IP,
+        _neighbors_of("lldp"),
+        Node("logging", command="show logging"),
+        Node(
+            "mac",
+            (Node("address-table", command="show mac address-table"),),
+        ),
+        Node(
+            "processes",
+            (Node("cpu", command="show processes cpu"), *_stubs("memory", "platform")),
+        ),
         Node("running-config", command="show running-config", priv=PRIVILEGED),
         Node("version", command="show version"),
-        *_stubs("access-lists", "arp", "cdp", "controllers", "environment", "history", "hosts"),
-        *_stubs("ipv6", "license", "lldp", "logging", "platform", "processes", "users"),
+        Node("vlan", (Node("brief", command="show vlan brief"), *_stubs("id", "name", "summary"))),
+        *_stubs("access-lists", "arp", "controllers", "environment", "history", "hosts"),
+        *_stubs("ipv6", "license", "memory", "module", "platform", "users", "vrf"),
         *_stubs("startup-config", priv=PRIVILEGED),
     ),
 )
@@ -109,6 +149,8 @@ _ROOT = Node(
     ),
 )
 
+_ROUTE_PROTOCOLS = ("bgp", "connected", "eigrp", "ospf", "static")
+_ROUTE_STUBS = ("isis", "lisp", "list", "mobile", "nhrp", "odr", "profile", "rip", "summary")
 _PIPE_OPTIONS = ("begin", "count", "exclude", "include", "section")
 _PIPE_STUBS = ("append", "format", "redirect", "tee")
 _PING_OPTIONS = ("repeat", "size", "timeout")  # each takes a number
@@ -157,6 +199,14 @@ def _kind_of(command: str) -> Kind:
         "terminal": Kind.TERMINAL,
         "traceroute": Kind.TRACEROUTE,
     }[head]
+
+
+def _is_ipv4(word: str) -> bool:
+    try:
+        ipaddress.IPv4Address(word)
+    except ValueError:
+        return False
+    return True
 
 
 def _compile(pattern: str) -> re.Pattern[str]:
@@ -262,9 +312,14 @@ class IosCli:
             node, rest = self._walk(tokens)
             if node.command is None:
                 raise _ParseError([INCOMPLETE, ""])
-            args = self._parse_args(node.command, rest) if node.takes_args else {}
-            if rest and not node.takes_args:
+            if node.takes_args:
+                args = self._parse_args(node.command, rest)
+            elif rest and node.optional_args:
+                args = self._parse_show_args(node.command, rest)
+            elif rest:
                 raise self._invalid(rest[0][1])
+            else:
+                args = {}
             kind = _kind_of(node.command)
             pipe = None
             if bar:
@@ -282,6 +337,8 @@ class IosCli:
                 return node, tokens[position:]
             children = {child.word: child for child in self._visible(node)}
             matches = self._match(word, tuple(children))
+            if not matches and node.optional_args:
+                return node, tokens[position:]
             if not matches:
                 raise self._invalid(column)
             if len(matches) > 1:
@@ -355,6 +412,68 @@ class IosCli:
             raise self._invalid(column + len(found["kind"]))  # type: ignore[index]
         return name
 
+    def _parse_show_args(self, command: str, rest: list[tuple[str, int]]) -> dict[str, object]:
+        if command == "show interfaces":
+            return {"interface": self._interface_name(rest)}
+        return {"route": self._route_query(rest)}
+
+    def _interface_name(self, rest: list[tuple[str, int]]) -> str:
+        """`gi1`, `Gi 1`, `GigabitEthernet1`, `lo0`: the full name of an existing interface."""
+        word, column = rest[0]
+        match = re.fullmatch(r"([A-Za-z-]+)([0-9/.:]*)", word)
+        if match is None:
+            raise self._invalid(column)
+        kind, number = match.groups()
+        used = 1
+        if not number and len(rest) > 1:  # the number may follow after a space
+            number, number_column = rest[1]
+            used = 2
+        else:
+            number_column = column + len(kind)
+        by_lower = {kind_name.lower(): kind_name for kind_name in _INTERFACE_TYPES}
+        kinds = self._match(kind, tuple(by_lower))
+        if len(kinds) > 1:
+            raise self._ambiguous()
+        if not kinds:
+            raise self._invalid(column)
+        if not number:
+            raise _ParseError([INCOMPLETE, ""])
+        name = by_lower[kinds[0]] + number
+        if name not in self.facts.interfaces_by_name:
+            raise self._invalid(number_column)
+        if len(rest) > used:
+            raise self._invalid(rest[used][1])
+        return name
+
+    def _route_query(self, rest: list[tuple[str, int]]) -> shows.RouteQuery:
+        """`show ip route` [ospf | A.B.C.D [mask [longer-prefixes]]]."""
+        word, column = rest[0]
+        if not _is_ipv4(word):
+            protocols = self._match(word, _ROUTE_PROTOCOLS + _ROUTE_STUBS)
+            if len(protocols) > 1:
+                raise self._ambiguous()
+            if not protocols or protocols[0] in _ROUTE_STUBS:
+                raise self._invalid(column)
+            if len(rest) > 1:
+                raise self._invalid(rest[1][1])
+            return shows.RouteQuery(protocol=protocols[0])
+        if len(rest) == 1:
+            return shows.RouteQuery(address=word)
+        mask, mask_column = rest[1]
+        if not _is_ipv4(mask):
+            raise self._invalid(mask_column)
+        try:
+            ipaddress.IPv4Network(f"{word}/{mask}")
+        except ValueError:  # host bits set, or a mask that is not contiguous
+            raise _ParseError([INCONSISTENT_MASK, ""]) from None
+        longer = False
+        if len(rest) > 2:
+            keyword, keyword_column = rest[2]
+            if self._match(keyword, ("longer-prefixes",)) != ["longer-prefixes"] or len(rest) > 3:
+                raise self._invalid(rest[3][1] if len(rest) > 3 else keyword_column)
+            longer = True
+        return shows.RouteQuery(address=word, mask=mask, longer_prefixes=longer)
+
     def _number(self, token: tuple[str, int], low: int, high: int) -> int:
         word, column = token
         if not word.isdigit() or not low <= int(word) <= high:
@@ -391,29 +510,46 @@ class IosCli:
             return self._ping(parsed.args)
         if parsed.kind is Kind.TRACEROUTE:
             return self._traceroute(str(parsed.args["target"]))
-        text = self._show(parsed.command)
+        text = self._show(parsed)
         if parsed.pipe is not None:
             text = apply_pipe(text, parsed.pipe)
         return text.split("\n") if text else []
 
-    def _show(self, command: str) -> str:
-        facts, minutes = self.facts, self._minutes()
+    def _show(self, parsed: Parsed) -> str:
+        command, facts, topology, minutes = parsed.command, self.facts, self.topology, self._minutes()
+        now = dt.datetime.now(dt.timezone.utc)
         if command == "show running-config":
             return running_config(facts.hostname)  # ends with "end\n": IOS's blank last line
         if command == "show version":
             return shows.show_version(facts, minutes)
         if command == "show clock":
-            return shows.show_clock(dt.datetime.now(dt.timezone.utc))
+            return shows.show_clock(now)
         if command == "show inventory":
             return shows.show_inventory(facts)
         if command == "show ip interface brief":
             return shows.show_ip_interface_brief(facts)
         if command == "show ip route":
-            return shows.show_ip_route(facts, self.topology, minutes)
+            query = parsed.args.get("route", shows.RouteQuery())
+            assert isinstance(query, shows.RouteQuery)
+            return shows.show_ip_route(facts, topology, minutes, query)
         if command == "show ip bgp summary":
-            return shows.show_ip_bgp_summary(facts, self.topology, minutes)
+            return shows.show_ip_bgp_summary(facts, topology, minutes)
         if command == "show interfaces":
-            return shows.show_interfaces(facts)
+            only = parsed.args.get("interface")
+            return shows.show_interfaces(facts, str(only) if only else None)
+        simple: dict[str, Callable[[], str]] = {
+            "show interfaces status": lambda: shows.show_interfaces_status(facts),
+            "show ip ospf neighbor": lambda: shows.show_ip_ospf_neighbor(facts, topology),
+            "show ip arp": lambda: shows.show_ip_arp(facts, topology),
+            "show cdp neighbors": lambda: shows.show_cdp_neighbors(facts, topology),
+            "show lldp neighbors": lambda: shows.show_lldp_neighbors(facts, topology),
+            "show logging": lambda: shows.show_logging(facts, topology, now, minutes),
+            "show processes cpu": lambda: shows.show_processes_cpu(facts, minutes),
+            "show vlan brief": shows.show_vlan_brief,
+            "show mac address-table": shows.show_mac_address_table,
+        }
+        if command in simple:
+            return simple[command]()
         raise AssertionError(f"unhandled show command {command!r}")
 
     def _ping(self, args: dict[str, object]) -> list[str]:
