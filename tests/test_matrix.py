@@ -39,7 +39,7 @@ WAIT = 40.0
 def synapse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SynapseServer]:
     server = SynapseServer(tmp_path_factory.mktemp("synapse"), appservices=[BRIDGE])
     with server:
-        for name in ("netbot", "netbot2", "netbot3", "netbot4", "alice", "bob", "carol", "relaybot"):
+        for name in ("netbot", "netbot2", "netbot3", "netbot4", "netbot5", "alice", "bob", "carol", "relaybot"):
             server.register(name, PASSWORD)
         yield server
 
@@ -572,4 +572,49 @@ def test_fifty_commands_sent_while_down_are_answered_once_oldest_first(synapse: 
     try:
         run(scenario())
     finally:
+        bot.stop()
+
+
+def test_encrypted_commands_sent_while_down_are_decrypted_and_answered(synapse: SynapseServer, lab: Any,
+                                                                       tmp_path: Path) -> None:
+    workdir = tmp_path / "bot"
+    workdir.mkdir()
+    config = bot_config(synapse, workdir, user="@netbot5:localhost")
+    config["limits"]["commands_per_minute"] = 1000
+    config["matrix"]["progress_after"] = 30  # one answer per command, no acknowledgement first
+    bot = BotThread(config, lab, "matrix").start()
+    script = Path(__file__).parent / "matrix_e2e_human.py"
+    count = 15  # more than one sync returns
+    errors = (tmp_path / "human.err").open("w")
+    human = subprocess.Popen([sys.executable, str(script), synapse.base_url, "@alice:localhost", PASSWORD,
+                              str(tmp_path), "@netbot5:localhost", f"--backlog {count}"],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                             stderr=errors)
+    assert human.stdin is not None and human.stdout is not None
+
+    def tell(word: str) -> dict[str, Any]:
+        assert human.stdin is not None and human.stdout is not None
+        if word:
+            human.stdin.write(word + "\n")
+            human.stdin.flush()
+        line = human.stdout.readline()
+        assert line, f"the encrypted client stopped (exit {human.wait(10)}): " \
+                     f"{(tmp_path / 'human.err').read_text()[-1000:]}"
+        return json.loads(line)
+
+    try:
+        tell("")  # the room exists and the bot joined it
+        bot.stop()
+        sent = tell("send")["sent"]
+        bot = BotThread(config, lab, "matrix").start()
+        answers = tell("collect")["answers"]
+        assert [event_id for event_id, _ in answers] == sent  # each once, oldest first
+        for n, (_, text) in enumerate(answers, 1):
+            assert f"10.0.0.{n} " in text, text
+        assert human.wait(30) == 0
+    finally:
+        if human.poll() is None:
+            human.kill()
+            human.wait(10)
+        errors.close()
         bot.stop()
