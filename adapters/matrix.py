@@ -2,10 +2,18 @@
 
 Exactly once across restarts: the sync position lives in the bot's database and is saved
 after each batch is taken on; every command event is claimed in the database before it
-runs, so a replayed batch never runs a command twice. After a restart, commands that
-arrived while the bot was down are answered if they are younger than `catch_up_max_age`
-by the homeserver's own clock (`unsigned.age`); bridged events may carry a back-dated
-`origin_server_ts`, so that is never used to judge age.
+runs, so a replayed batch never runs a command twice. After a restart or a long
+disconnect, commands that arrived while the bot was away are answered if they are
+younger than `catch_up_max_age` by the homeserver's own clock (`unsigned.age`); bridged
+events may carry a back-dated `origin_server_ts`, so that is never used to judge age.
+A sync returns only the last few events of a room (its timeline is then `limited`):
+the rest is paged back with /messages down to the stored position, and that backlog is
+answered oldest first, one command after another.
+
+A room is direct only when it was created as one (`is_direct` on the bot's invite) and
+holds just the bot and that person. Such rooms are written into the bot's own `m.direct`
+account data, as Element does, so the decision survives a restart; membership is
+checked on every message, so a third person joining ends it.
 """
 
 from __future__ import annotations
@@ -16,18 +24,22 @@ import io
 import json
 import logging
 import os
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from nio import (
+    Api,
     AsyncClient,
     AsyncClientConfig,
     InviteMemberEvent,
     JoinError,
     LoginResponse,
     MegolmEvent,
+    MessageDirection,
     RoomMessageNotice,
+    RoomMessagesResponse,
     RoomMessageText,
     RoomSendResponse,
     SyncResponse,
@@ -51,6 +63,8 @@ log = logging.getLogger(__name__)
 
 PLATFORM = "matrix"
 BACKOFF_FIRST, BACKOFF_MAX = 1.0, 60.0
+GAP_PAGE = 100  # events per /messages page when filling a limited timeline
+NO_MENTIONS: dict[str, Any] = {}  # m.mentions of everything the bot sends: an echoed @room notifies no one
 
 
 class MatrixConfig(BaseModel):
@@ -114,6 +128,7 @@ class MatrixAdapter:
         self._current: asyncio.Task[None] | None = None  # the sync in flight
         self._position: str | None = None  # the sync token, as stored
         self._allowed_rooms: set[str] = set()
+        self._direct: dict[str, list[str]] = {}  # the bot's m.direct: person -> their direct rooms
         self._stopping = asyncio.Event()
         self.display_name = cfg.user_id.split(":")[0].lstrip("@")
         self.synced = asyncio.Event()  # pulsed after every successful sync
@@ -131,6 +146,7 @@ class MatrixAdapter:
             try:
                 if not logged_in:
                     await self.login()
+                    self._direct = await self._read_direct_rooms()
                     logged_in = True
                 self._current = asyncio.create_task(self._sync_once(catching_up))
                 await self._current
@@ -144,6 +160,7 @@ class MatrixAdapter:
                 raise
             except Exception as err:  # homeserver down, restarting, network trouble
                 log.warning("matrix: sync failed (%s); retrying in %.0f s", short_error(err), backoff)
+                catching_up = self._position is not None  # what arrives next was sent while we were away
                 await pause_unless_stopped(self._stopping, backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX)
 
@@ -189,7 +206,6 @@ class MatrixAdapter:
     # --- sync ---------------------------------------------------------------------
     async def _sync_once(self, catching_up: bool) -> None:
         since = self._position
-        first = since is None
         # full_state on the first sync of this process: room state (members, encryption)
         # is not kept between runs, only the position.
         resp = await self.client.sync(timeout=0 if self.client.next_batch is None else int(self.cfg.sync_timeout * 1000),
@@ -201,20 +217,56 @@ class MatrixAdapter:
             raise ConnectionError(f"sync error {status}: {getattr(resp, 'message', resp)}")
         for room_id, info in resp.rooms.invite.items():
             await self._on_invite(room_id, info.invite_state)
-        if not first:  # the very first sync is the backlog: never answer it
+        if since is not None:  # the very first sync is the backlog: never answer it
             for room_id, info in resp.rooms.join.items():
-                if info.timeline.limited:
-                    log.warning("matrix: %s had more new events than one sync returns; older ones are skipped", room_id)
-                for event in info.timeline.events:
+                events = info.timeline.events
+                backlog = info.timeline.limited and info.timeline.prev_batch is not None
+                if backlog:  # only the last few events came: fetch the ones in between
+                    events = await self._gap(room_id, info.timeline.prev_batch, since) + events
+                taken = []
+                for event in events:
                     incoming = self._incoming(room_id, event)
-                    if incoming is not None:
-                        await self._take(incoming, catching_up)
+                    msg = await self._take(incoming, catching_up or backlog) if incoming is not None else None
+                    if msg is not None:
+                        taken.append(msg)
+                # A backlog is answered in the order it was written (a monitor added, then
+                # paused); live commands run side by side.
+                if backlog and taken:
+                    self._spawn(self._answer_in_order(taken))
+                else:
+                    for msg in taken:
+                        self._spawn(self._answer(msg))
         await self._keys_maintenance()
         await asyncio.to_thread(self.state.put, self.position_key, resp.next_batch)
         self._position = resp.next_batch
         self.ready.set()
         self.synced.set()
         self.synced.clear()
+
+    async def _gap(self, room_id: str, prev_batch: str, since: str) -> list[Any]:
+        """The events a limited timeline left out, oldest first: paged back from the
+        timeline's start to the stored position, and no further back than
+        `catch_up_max_age`. nio decrypts what it has keys for on the way."""
+        newest_first: list[Any] = []
+        token: str | None = prev_batch
+        max_age_ms = self.cfg.catch_up_max_age * 1000
+        while token is not None:
+            resp = await self.client.room_messages(room_id, start=token, end=since, direction=MessageDirection.back,
+                                                   limit=GAP_PAGE,
+                                                   message_filter={"types": ["m.room.message", "m.room.encrypted"]})
+            if not isinstance(resp, RoomMessagesResponse):
+                raise ConnectionError(f"fetching missed events of {room_id} failed: {getattr(resp, 'message', resp)}")
+            for event in resp.chunk:
+                age = (event.source.get("unsigned") or {}).get("age")
+                if isinstance(age, int) and age > max_age_ms:
+                    log.info("matrix: %s: events before %s are older than catch_up_max_age; not fetched",
+                             room_id, event.event_id)
+                    return newest_first[::-1]
+                newest_first.append(event)
+            token = resp.end if resp.chunk and resp.end != token else None
+        if newest_first:
+            log.info("matrix: %s: fetched %d events a limited sync left out", room_id, len(newest_first))
+        return newest_first[::-1]
 
     async def _keys_maintenance(self) -> None:
         if self.client.should_upload_keys:
@@ -240,11 +292,51 @@ class MatrixAdapter:
                     return
                 await asyncio.to_thread(self.state.put, f"matrix-room:{room_id}", inviter)
                 self._allowed_rooms.add(room_id)
-                log.info("matrix: joined %s, invited by %s", room_id, inviter)
+                direct = event.content.get("is_direct") is True
+                if direct:
+                    await self._remember_direct(room_id, inviter)
+                log.info("matrix: joined %s, invited by %s%s", room_id, inviter, " (a direct chat)" if direct else "")
             else:
                 log.info("matrix: declined the invite to %s from %s (not an allowed inviter)", room_id, inviter)
                 await self.client.room_leave(room_id)
             return
+
+    # --- direct rooms ------------------------------------------------------------------
+    def _m_direct_path(self) -> str:
+        return Api._build_path(["user", self.client.user_id, "account_data", "m.direct"])
+
+    async def _read_direct_rooms(self) -> dict[str, list[str]]:
+        resp = await self.client.send("GET", self._m_direct_path(),
+                                      headers={"Authorization": f"Bearer {self.client.access_token}"})
+        async with resp:
+            if resp.status == 404:  # no direct chats yet
+                return {}
+            if resp.status != 200:
+                raise ConnectionError(f"reading the bot's m.direct failed: HTTP {resp.status}")
+            content = await resp.json()
+        return {person: [r for r in rooms if isinstance(r, str)] for person, rooms in content.items()
+                if isinstance(rooms, list)} if isinstance(content, dict) else {}
+
+    async def _remember_direct(self, room_id: str, person: str) -> None:
+        """Record a direct chat in the bot's m.direct, as Element does: other clients of
+        the account agree, and the decision survives a restart."""
+        rooms = self._direct.setdefault(person, [])
+        if room_id in rooms:
+            return
+        rooms.append(room_id)
+        resp = await self.client.send("PUT", self._m_direct_path(), json.dumps(self._direct),
+                                      headers={"Authorization": f"Bearer {self.client.access_token}",
+                                               "Content-Type": "application/json"})
+        async with resp:
+            if resp.status != 200:  # still direct until a restart; say so rather than fail the join
+                log.warning("matrix: could not record %s as a direct chat (HTTP %s)", room_id, resp.status)
+
+    def _is_direct(self, room_id: str, sender: str) -> bool:
+        """Direct: created as a direct chat with `sender`, and holding just the two of us."""
+        if room_id not in self._direct.get(sender, ()):
+            return False
+        room = self.client.rooms.get(room_id)
+        return room is not None and set(room.users) == {self.client.user_id, sender}
 
     async def _room_allowed(self, room_id: str) -> bool:
         if room_id in self._allowed_rooms or _matches(room_id, self.cfg.allowed_rooms):
@@ -271,6 +363,10 @@ class MatrixAdapter:
             if not self.cfg.answer_edits:
                 return None
             body = (content.get("m.new_content") or {}).get("body", "")
+        elif "m.in_reply_to" in relation:
+            body = strip_reply_fallback(body)  # the quoted message is never a command
+        if not body.strip():
+            return None
         thread_root = relation.get("event_id") if relation.get("rel_type") == "m.thread" else None
         mentioned = self.client.user_id in ((content.get("m.mentions") or {}).get("user_ids") or [])
         body, named = self._strip_mention(body)
@@ -286,27 +382,35 @@ class MatrixAdapter:
                     return text[len(name) + 1:].lstrip(), True
         return body, False
 
-    async def _take(self, incoming: Incoming, catching_up: bool) -> None:
+    async def _take(self, incoming: Incoming, catching_up: bool) -> Message | None:
+        """The message, claimed, if it is a command to answer."""
         if not await self._room_allowed(incoming.room_id):
-            return
+            return None
         if catching_up and incoming.age_ms is not None and incoming.age_ms > self.cfg.catch_up_max_age * 1000:
             log.info("matrix: not answering %s from %s: sent %.0f s ago, while the bot was away",
                      incoming.event_id, incoming.sender, incoming.age_ms / 1000)
-            return
+            return None
         room = self.client.rooms.get(incoming.room_id)
         resolved = self.bridges.resolve(PLATFORM, incoming.sender, incoming.body,
                                         room.user_name(incoming.sender) or "" if room else "")
         msg = Message(platform=PLATFORM, room=incoming.room_id, sender=resolved.identity, text=resolved.text,
-                      direct=bool(room and room.member_count == 2), mentions_bot=incoming.mentioned,
+                      direct=self._is_direct(incoming.room_id, incoming.sender), mentions_bot=incoming.mentioned,
                       thread=incoming.thread_root, message_id=incoming.event_id)
         if self.bot.router.command_text(msg.text, direct=msg.direct, mentioned=msg.mentions_bot) is None:
-            return  # room chatter
+            return None  # room chatter
         # Claimed before it runs: a replayed sync batch finds the claim and skips it.
         if not await asyncio.to_thread(self.state.take, PLATFORM, incoming.event_id):
-            return
-        task = asyncio.create_task(self._answer(msg))
+            return None
+        return msg
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def _answer_in_order(self, messages: list[Message]) -> None:
+        for msg in messages:
+            await self._answer(msg)
 
     # --- answering ----------------------------------------------------------------
     async def _answer(self, msg: Message) -> None:
@@ -350,18 +454,23 @@ class MatrixAdapter:
         return {"m.in_reply_to": reply_to}
 
     async def _send(self, msg: Message, content: dict[str, Any]) -> str:
-        resp = await self.client.room_send(msg.room, "m.room.message", content, ignore_unverified_devices=True)
+        return await self._room_send(msg.room, content, "send")
+
+    async def _room_send(self, room_id: str, content: dict[str, Any], what: str) -> str:
+        """Send a message event; it and its edited form mention no one."""
+        content = dict(content, **{"m.mentions": NO_MENTIONS})
+        if "m.new_content" in content:
+            content["m.new_content"] = dict(content["m.new_content"], **{"m.mentions": NO_MENTIONS})
+        resp = await self.client.room_send(room_id, "m.room.message", content, ignore_unverified_devices=True)
         if not isinstance(resp, RoomSendResponse):
-            raise ConnectionError(f"send failed: {getattr(resp, 'message', resp)}")
+            raise ConnectionError(f"{what} failed: {getattr(resp, 'message', resp)}")
         return resp.event_id
 
     async def post_alert(self, room_id: str, result: Result) -> None:
         """A monitor alert: a notice in the room, not a reply to anything."""
         content = {"msgtype": "m.notice", "body": render_text(result), "format": "org.matrix.custom.html",
                    "formatted_body": render_html(result)}
-        resp = await self.client.room_send(room_id, "m.room.message", content, ignore_unverified_devices=True)
-        if not isinstance(resp, RoomSendResponse):
-            raise ConnectionError(f"alert to {room_id} failed: {getattr(resp, 'message', resp)}")
+        await self._room_send(room_id, content, f"alert to {room_id}")
 
     async def _send_file(self, msg: Message, filename: str, text: str) -> None:
         data = text.encode()
@@ -383,6 +492,20 @@ class MatrixAdapter:
 
 class FatalMatrixError(UserError):
     """Retrying would not help (bad credentials, revoked token): stop and say why."""
+
+
+def strip_reply_fallback(body: str) -> str:
+    """A reply's own text, without the quote of the message it answers that clients put
+    in front (`> ` lines, then a blank line)."""
+    lines = body.split("\n")
+    quoted = 0
+    while quoted < len(lines) and lines[quoted].startswith(">"):
+        quoted += 1
+    if quoted == 0:
+        return body
+    if quoted < len(lines) and not lines[quoted].strip():
+        quoted += 1
+    return "\n".join(lines[quoted:])
 
 
 def _matches(value: str, patterns: list[str]) -> bool:

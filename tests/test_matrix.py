@@ -39,12 +39,16 @@ WAIT = 40.0
 def synapse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SynapseServer]:
     server = SynapseServer(tmp_path_factory.mktemp("synapse"), appservices=[BRIDGE])
     with server:
-        for name in ("netbot", "netbot2", "netbot3", "alice", "bob", "relaybot"):
+        for name in ("netbot", "netbot2", "netbot3", "netbot4", "netbot5", "alice", "bob", "carol", "relaybot"):
             server.register(name, PASSWORD)
         yield server
 
 
 def bot_config(synapse: SynapseServer, workdir: Path, user: str = "@netbot:localhost") -> dict[str, Any]:
+    access = chat_test_access("relayed:slack:*")
+    # "admins in direct messages only", in small: bob may traceroute in a direct chat alone
+    access["roles"]["direct-only"] = {"commands": ["traceroute"]}
+    access["grants"].append({"who": ["matrix:@bob:localhost"], "where": ["direct"], "roles": ["direct-only"]})
     return {
         "bot": {"database": f"sqlite:///{workdir}/bot.sqlite"},
         "limits": {"device_timeout": 5, "connect_timeout": 3, "monitor_min_interval": 1},
@@ -58,7 +62,7 @@ def bot_config(synapse: SynapseServer, workdir: Path, user: str = "@netbot:local
             "slack": {"type": "mautrix-slack", "homeserver": "localhost"},
             "relay": {"type": "matterbridge", "platform": "matrix", "accounts": ["@relaybot:localhost"]},
         },
-        "access": chat_test_access("relayed:slack:*"),
+        "access": access,
     }
 
 
@@ -96,7 +100,9 @@ class Human:
         await self.client.close()
 
     async def sync(self, timeout_ms: int = 500) -> None:
-        resp = await self.client.sync(timeout=timeout_ms, since=self.client.next_batch)
+        # A timeline limit far above any test's burst: the test must see every answer.
+        resp = await self.client.sync(timeout=timeout_ms, since=self.client.next_batch,
+                                      sync_filter={"room": {"timeline": {"limit": 1000}}})
         for info in getattr(resp, "rooms").join.values():
             self.events.extend(info.timeline.events)
 
@@ -109,10 +115,10 @@ class Human:
             await self.sync()
         raise AssertionError(f"timed out waiting for {what}")
 
-    async def room_with_bot(self, encrypted: bool = False, public: bool = False) -> str:
+    async def room_with_bot(self, encrypted: bool = False, public: bool = False, direct: bool = False) -> str:
         initial = [{"type": "m.room.encryption", "state_key": "", "content": {"algorithm": "m.megolm.v1.aes-sha2"}}] \
             if encrypted else []
-        resp = await self.client.room_create(invite=[self.bot], initial_state=initial)
+        resp = await self.client.room_create(invite=[self.bot], initial_state=initial, is_direct=direct)
         assert isinstance(resp, RoomCreateResponse), resp
         room = resp.room_id
         if public:
@@ -124,10 +130,17 @@ class Human:
         r = self.client.rooms.get(room)
         return bool(r and user in r.users)
 
-    async def say(self, room: str, text: str, thread: str | None = None) -> str:
+    async def say(self, room: str, text: str, thread: str | None = None, *, reply_to: Any = None) -> str:
         content: dict[str, Any] = {"msgtype": "m.text", "body": text}
         if thread:
             content["m.relates_to"] = {"rel_type": "m.thread", "event_id": thread}
+        if reply_to is not None:  # with the quote fallback many clients still send
+            quoted = "\n".join(f"> {line}" for line in f"<{reply_to.sender}> {body(reply_to)}".split("\n"))
+            content["body"] = f"{quoted}\n\n{text}" if text else f"{quoted}\n\n"
+            content["format"] = "org.matrix.custom.html"
+            content["formatted_body"] = (f"<mx-reply><blockquote>In reply to {reply_to.sender}<br>"
+                                         f"{body(reply_to)}</blockquote></mx-reply>{text}")
+            content["m.relates_to"] = {"m.in_reply_to": {"event_id": reply_to.event_id}}
         resp = await self.client.room_send(room, "m.room.message", content, ignore_unverified_devices=True)
         assert isinstance(resp, RoomSendResponse), resp
         return resp.event_id
@@ -187,6 +200,7 @@ def test_help_ping_and_reply_shape(running_bot: BotThread, synapse: SynapseServe
             [help_reply] = _final(await alice.ask(room, "!help"))
             content = help_reply.source["content"]
             assert content["msgtype"] == "m.notice"
+            assert content["m.mentions"] == {}  # an echoed @room or user id notifies no one
             assert "Commands you can run here" in content["body"]
             assert content["format"] == "org.matrix.custom.html" and "<pre><code>" in content["formatted_body"]
             [ping] = _final(await alice.ask(room, "!ping 10.0.0.1 from r1"))
@@ -203,6 +217,7 @@ def test_show_run_long_output_is_a_file(running_bot: BotThread, synapse: Synapse
             file_event = next(e for e in replies if e.source["content"].get("msgtype") == "m.file")
             assert "attached as r1-running-config.txt" in body(notice)
             assert "hostname r1" not in body(notice)  # the config itself went into the file
+            assert notice.source["content"]["m.mentions"] == {} and file_event.source["content"]["m.mentions"] == {}
             url = file_event.source["content"]["url"]
             server, media_id = url.removeprefix("mxc://").split("/")
             # Synapse 1.163 serves media only to authenticated clients
@@ -242,6 +257,9 @@ def test_slow_command_gets_working_on_it_then_edit(running_bot: BotThread, synap
                 assert body(ack).startswith("working on it (job ")
                 edit = next(e for e in replies if _rel(e).get("rel_type") == "m.replace")
                 assert _rel(edit)["event_id"] == ack.event_id
+                assert ack.source["content"]["m.mentions"] == {}
+                edited = edit.source["content"]
+                assert edited["m.mentions"] == {} and edited["m.new_content"]["m.mentions"] == {}
                 assert "show version on r3" in body(edit)
         run(scenario())
     finally:
@@ -428,6 +446,7 @@ def test_monitor_alerts_reach_the_room(running_bot: BotThread, synapse: SynapseS
                                                        and "1 down" in body(e)), None), "the alert")
             assert "r11" in body(alert) and "connection refused" in body(alert)
             assert alert.source["content"]["msgtype"] == "m.notice"
+            assert alert.source["content"]["m.mentions"] == {}
             mid = body(added).split()[1]
             [removed] = _final(await alice.ask(room, f"!monitor remove {mid}"))
             assert "removed" in body(removed)
@@ -457,3 +476,146 @@ def test_long_job_over_many_devices_reports_progress(running_bot: BotThread, syn
     finally:
         for name in delays:
             lab.set_delay(name, 0.01)
+
+
+def test_direct_only_in_rooms_created_as_direct(running_bot: BotThread, synapse: SynapseServer,
+                                                tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with Human(synapse, "bob", tmp_path / "bob") as bob, Human(synapse, "carol", tmp_path / "carol") as carol:
+            # bob and the bot alone, in a room not created as a direct chat: an ordinary room
+            ordinary = await bob.room_with_bot()
+            chatter = await bob.say(ordinary, "morning, anyone seen the r1 alarm?")
+            [who] = _final(await bob.ask(ordinary, "!whoami"))
+            assert "(direct)" not in body(who) and "traceroute" not in body(who)
+            [denied] = _final(await bob.ask(ordinary, "!traceroute 10.0.0.1 from r1"))
+            assert "[denied] traceroute" in body(denied)
+            assert bob.replies_to(chatter) == []
+
+            direct = await bob.room_with_bot(direct=True)
+            [who] = _final(await bob.ask(direct, "whoami"))  # no prefix needed
+            assert "(direct)" in body(who) and "traceroute" in body(who)
+
+            await bob.client.room_invite(direct, "@carol:localhost")
+            await carol.wait_for(lambda: direct in carol.client.invited_rooms, "carol's invite")
+            await carol.client.join(direct)
+            await bob.wait_for(lambda: bob._joined(direct, "@carol:localhost"), "carol to join")
+            chatter = await bob.say(direct, "carol, meet the bot")
+            [who] = _final(await bob.ask(direct, "!whoami"))
+            assert "(direct)" not in body(who) and "traceroute" not in body(who)
+            assert bob.replies_to(chatter) == []
+    run(scenario())
+
+
+def test_reply_fallback_is_never_part_of_the_command(running_bot: BotThread, synapse: SynapseServer,
+                                                     tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with Human(synapse, "alice", tmp_path / "alice") as alice:
+            room = await alice.room_with_bot()
+            original = await alice.say(room, "!show version r1")
+            await alice.wait_for(lambda: _final(alice.replies_to(original)), "the first answer")
+            quoted = next(e for e in alice.events if e.event_id == original)
+            replied = await alice.say(room, "!whoami", reply_to=quoted)
+            [who] = _final(await alice.wait_for(lambda: alice.replies_to(replied), "the reply's answer"))
+            assert body(who).startswith("You are alice"), body(who)
+            quote_only = await alice.say(room, "", reply_to=quoted)
+            marker = await alice.say(room, "!whoami")
+            await alice.wait_for(lambda: alice.replies_to(marker), "the marker's answer")
+            assert alice.replies_to(quote_only) == []
+            assert len(_final(alice.replies_to(original))) == 1
+    run(scenario())
+
+
+def test_strip_reply_fallback() -> None:
+    from adapters.matrix import strip_reply_fallback
+
+    assert strip_reply_fallback("> <@a:hs> !show run r1\n> second line\n\n!whoami") == "!whoami"
+    assert strip_reply_fallback("> <@a:hs> !show run r1\n\n") == ""
+    assert strip_reply_fallback("!ping r1") == "!ping r1"
+    assert strip_reply_fallback("> <@a:hs> quoted\n!ping r1") == "!ping r1"
+
+
+def test_fifty_commands_sent_while_down_are_answered_once_oldest_first(synapse: SynapseServer, lab: Any,
+                                                                         tmp_path: Path) -> None:
+    workdir = tmp_path / "bot"
+    workdir.mkdir()
+    config = bot_config(synapse, workdir, user="@netbot4:localhost")
+    config["limits"]["commands_per_minute"] = 1000  # fifty from one person, above the default limit
+    bot = BotThread(config, lab, "matrix").start()
+
+    async def scenario() -> None:
+        nonlocal bot
+        async with Human(synapse, "bob", tmp_path / "bob", bot="@netbot4:localhost") as bob:
+            room = await bob.room_with_bot()
+            direct = await bob.room_with_bot(direct=True)
+            bot.stop()
+            # Far more than the ten or so events a sync returns per room, with chatter between.
+            commands = []
+            for n in range(1, 51):
+                commands.append(await bob.say(room, f"!ping 10.0.0.{n} from r1 count 1"))
+                if n % 7 == 0:
+                    await bob.say(room, "chatter while the bot is away")
+            in_direct = await bob.say(direct, "whoami")
+            bot = BotThread(config, lab, "matrix").start()
+            started = time.monotonic()
+            await bob.wait_for(lambda: all(_final(bob.replies_to(c)) for c in commands), "fifty answers")
+            print(f"fifty missed commands answered {time.monotonic() - started:.1f} s after the restart")
+            [who] = _final(await bob.wait_for(lambda: bob.replies_to(in_direct), "the direct chat's answer"))
+            assert "(direct)" in body(who)  # still a direct chat after the restart
+            marker = await bob.say(room, "!whoami")
+            await bob.wait_for(lambda: bob.replies_to(marker), "the marker's answer")
+            for n, command in enumerate(commands, 1):
+                [answer] = _final(bob.replies_to(command))
+                assert f"10.0.0.{n} " in body(answer), body(answer)
+            answered = [_rel(e)["m.in_reply_to"]["event_id"] for e in bob.events
+                        if e.sender == "@netbot4:localhost" and _rel(e).get("m.in_reply_to", {}).get("event_id")
+                        in commands]
+            assert answered == commands  # oldest first, each once
+    try:
+        run(scenario())
+    finally:
+        bot.stop()
+
+
+def test_encrypted_commands_sent_while_down_are_decrypted_and_answered(synapse: SynapseServer, lab: Any,
+                                                                       tmp_path: Path) -> None:
+    workdir = tmp_path / "bot"
+    workdir.mkdir()
+    config = bot_config(synapse, workdir, user="@netbot5:localhost")
+    config["limits"]["commands_per_minute"] = 1000
+    config["matrix"]["progress_after"] = 30  # one answer per command, no acknowledgement first
+    bot = BotThread(config, lab, "matrix").start()
+    script = Path(__file__).parent / "matrix_e2e_human.py"
+    count = 15  # more than one sync returns
+    errors = (tmp_path / "human.err").open("w")
+    human = subprocess.Popen([sys.executable, str(script), synapse.base_url, "@alice:localhost", PASSWORD,
+                              str(tmp_path), "@netbot5:localhost", f"--backlog {count}"],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                             stderr=errors)
+    assert human.stdin is not None and human.stdout is not None
+
+    def tell(word: str) -> dict[str, Any]:
+        assert human.stdin is not None and human.stdout is not None
+        if word:
+            human.stdin.write(word + "\n")
+            human.stdin.flush()
+        line = human.stdout.readline()
+        assert line, f"the encrypted client stopped (exit {human.wait(10)}): " \
+                     f"{(tmp_path / 'human.err').read_text()[-1000:]}"
+        return json.loads(line)
+
+    try:
+        tell("")  # the room exists and the bot joined it
+        bot.stop()
+        sent = tell("send")["sent"]
+        bot = BotThread(config, lab, "matrix").start()
+        answers = tell("collect")["answers"]
+        assert [event_id for event_id, _ in answers] == sent  # each once, oldest first
+        for n, (_, text) in enumerate(answers, 1):
+            assert f"10.0.0.{n} " in text, text
+        assert human.wait(30) == 0
+    finally:
+        if human.poll() is None:
+            human.kill()
+            human.wait(10)
+        errors.close()
+        bot.stop()
