@@ -48,8 +48,8 @@ real one (server 9/10, `api4/` and `app/platform/web_conn.go`), because clients 
 
 Test API (callable from any thread): `add_team`, `add_user`, `create_token`,
 `revoke_token`, `expire_at_websocket`, `add_channel`, `direct_channel`, `post_as`, `post_as_webhook`,
-`edit_as`, `delete_as`, `rebroadcast`, `drop_connections`, `restart`, and read-backs `posts_in`,
-`thread`, `file_text`, `edits_of`, `stats`, `authenticated`.
+`edit_as`, `delete_as`, `rebroadcast`, `drop_connections`, `refuse_websockets`, `set_clock`, `restart`,
+and read-backs `posts_in`, `thread`, `file_text`, `edits_of`, `stats`, `authenticated`.
 """
 
 from __future__ import annotations
@@ -204,9 +204,11 @@ class FakeMattermost:
         self.posts: dict[str, dict[str, Any]] = {}
         self.edits: dict[str, list[str]] = {}
         self.files: dict[str, StoredFile] = {}
-        # users_me, users_me_401, ws_connects, ws_auth, ws_auth_failed, posts_since
+        # users_me, users_me_401, ws_connects, ws_auth, ws_auth_failed, posts_since, ws_refused
         self.stats: Counter[str] = Counter()
         self.posts_since_limit = POSTS_SINCE_LIMIT
+        self.clock_offset_ms = 0  # the server's clock against the real one (tests move it)
+        self.refusing_websockets = False  # a proxy answering 503 while the server restarts
         self._conns: set[_Conn] = set()
         self._expiring: set[str] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -302,6 +304,17 @@ class FakeMattermost:
             value = fn()
             return await value if asyncio.iscoroutine(value) else value
         return asyncio.run_coroutine_threadsafe(wrapper(), self._loop).result(10)
+
+    def now_ms(self) -> int:
+        return _now_ms() + self.clock_offset_ms
+
+    def set_clock(self, offset_seconds: float) -> None:
+        """The server's clock from now on reads this far from the real one."""
+        self._call(lambda: setattr(self, "clock_offset_ms", int(offset_seconds * 1000)))
+
+    def refuse_websockets(self, refusing: bool) -> None:
+        """While refusing, websocket upgrades get 503 (REST still works)."""
+        self._call(lambda: setattr(self, "refusing_websockets", refusing))
 
     # --- test API: setting up -------------------------------------------------------------
     # Every change runs on the server's loop, so no handler sees a half-made change.
@@ -648,7 +661,7 @@ class FakeMattermost:
 
     async def _edit(self, post: dict[str, Any], message: Any) -> dict[str, Any]:
         self._check_message(message)
-        now = _now_ms()
+        now = self.now_ms()
         history = dict(post, id=new_id(), original_id=post["id"], delete_at=now, update_at=now)
         self.posts[history["id"]] = history
         post["message"] = message
@@ -661,7 +674,7 @@ class FakeMattermost:
         return post
 
     async def _delete(self, post: dict[str, Any]) -> None:
-        now = _now_ms()
+        now = self.now_ms()
         for p in self.posts.values():
             if p is post or (not post["root_id"] and p["root_id"] == post["id"] and not p["delete_at"]):
                 p["delete_at"] = p["update_at"] = now
@@ -687,7 +700,7 @@ class FakeMattermost:
             raise ApiError(400, "api.post.create_post.file_ids.app_error", "Invalid file ids.")
         if user.is_bot and not webhook:
             props["from_bot"] = "true"
-        now = _now_ms()
+        now = self.now_ms()
         post: dict[str, Any] = {
             "id": new_id(), "create_at": now, "update_at": now, "edit_at": 0, "delete_at": 0, "is_pinned": False,
             "user_id": user.id, "channel_id": channel.id, "root_id": root_id, "original_id": "",
@@ -733,6 +746,9 @@ class FakeMattermost:
 
     # --- the websocket ----------------------------------------------------------------------------
     async def _websocket(self, request: web.Request) -> web.StreamResponse:
+        if self.refusing_websockets:
+            self.stats["ws_refused"] += 1
+            raise ApiError(503, "fake.websocket_refused", "Service unavailable.")
         ws = web.WebSocketResponse(autoping=True)
         await ws.prepare(request)
         conn = _Conn(ws, request)
@@ -772,7 +788,7 @@ class FakeMattermost:
                         "detailed_error": "", "request_id": "", "status_code": 401}})
                 elif req.get("action") == "ping":
                     await conn.reply({"status": "OK", "seq_reply": seq,
-                                      "data": {"text": "pong", "version": SERVER_VERSION, "server_time": _now_ms()}})
+                                      "data": {"text": "pong", "version": SERVER_VERSION, "server_time": self.now_ms()}})
                 else:
                     await conn.reply({"status": "FAIL", "seq_reply": seq, "error": {
                         "id": "api.web_socket_router.bad_action.app_error", "message": "Invalid websocket action.",

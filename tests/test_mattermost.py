@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -338,6 +339,154 @@ def test_render_markdown() -> None:
     assert title == "*r1 config*"
     assert block == "``````\nbanner ```\n````` x\n``````"  # a fence longer than any run inside
     assert render_markdown(Result(Status.OK, "fine")) == "fine"
+
+
+# --- catching up what was posted while the bot was away ------------------------------------------
+# Each test has a bot account and a channel of its own, so the module's bot never sees them.
+@dataclass
+class Catcher:
+    bot: User
+    token: str
+    channel: Channel
+
+
+def new_catcher(world: World, name: str) -> Catcher:
+    fake = world.fake
+    corp = next(t for t in fake.teams.values() if t.name == "corp")
+    bot = fake.add_user(name, bot=True, teams=(corp,))
+    return Catcher(bot, fake.create_token(bot), fake.add_channel(name, [world.alice, world.bob, bot], corp))
+
+
+def catcher_bot(world: World, lab: Any, workdir: Path, catcher: Catcher, **mattermost: Any) -> BotThread:
+    config = bot_config(world, workdir, catcher.token, allowed_channels=[catcher.channel.name], **mattermost)
+    config["limits"]["commands_per_minute"] = 500  # one person's 50 commands are not a flood here
+    return BotThread(config, lab, "mattermost")
+
+
+def answers_by(world: World, bot: User, command: dict[str, Any]) -> list[dict[str, Any]]:
+    return [p for p in world.fake.thread(command["id"], by=bot) if p["create_at"] >= command["create_at"]]
+
+
+def claims_in_order(workdir: Path) -> list[str]:
+    engine = create_engine(f"sqlite:///{workdir}/bot.sqlite")
+    with engine.connect() as conn:
+        rows = conn.execute(text("select message_id from chat_taken_messages where platform = 'mattermost' "
+                                 "order by rowid")).all()
+    engine.dispose()
+    return [r[0] for r in rows]
+
+
+def wait_answered(world: World, bot: User, commands: list[dict[str, Any]]) -> None:
+    """Until each command has its answer (a "working on it" has become the answer)."""
+    def done(command: dict[str, Any]) -> bool:
+        got = answers_by(world, bot, command)
+        return bool(got) and not any(is_ack(p["message"]) for p in got)
+    wait_for(lambda: all(done(c) for c in commands), f"answers to {len(commands)} commands", timeout=60)
+
+
+def test_posts_made_while_stopped_are_answered_once_oldest_first(world: World, lab: Any, tmp_path: Path) -> None:
+    fake, me = world.fake, new_catcher(world, "catchbot1")
+    first = catcher_bot(world, lab, tmp_path, me).start()
+    live = fake.post_as(world.alice, me.channel, "!whoami")
+    wait_answered(world, me.bot, [live])
+    first.stop()
+    missed = [fake.post_as((world.alice, world.bob)[i % 2], me.channel, f"!ping 10.0.0.{i + 1} from r1 count 1")
+              for i in range(50)]
+    assert not any(answers_by(world, me.bot, c) for c in missed)  # no socket, no event
+    second = catcher_bot(world, lab, tmp_path, me).start()
+    try:
+        wait_answered(world, me.bot, missed)
+        for i, command in enumerate(missed):
+            [reply] = answers_by(world, me.bot, command)
+            assert f"10.0.0.{i + 1} is reachable (1/1) from r1" in reply["message"]
+        taken = claims_in_order(tmp_path)
+        assert sorted(taken) == sorted([live["id"]] + [c["id"] for c in missed])
+        # oldest first, by the server's clock (posts of one millisecond have no order)
+        stamps = [fake.posts[i]["create_at"] for i in taken]
+        assert stamps == sorted(stamps) and len(set(stamps)) > 5
+        assert len(answers_by(world, me.bot, live)) == 1
+    finally:
+        second.stop()
+
+
+def test_socket_dropped_then_posts_are_answered_after_reconnect(world: World, lab: Any, tmp_path: Path) -> None:
+    fake, me = world.fake, new_catcher(world, "catchbot2")
+    thread = catcher_bot(world, lab, tmp_path, me).start()
+    try:
+        fake.refuse_websockets(True)
+        refused = fake.stats["ws_refused"]
+        fake.drop_connections(me.bot)
+        wait_for(lambda: fake.stats["ws_refused"] > refused, "the bot to try again and be refused")
+        assert fake.authenticated(me.bot) == 0
+        missed = [fake.post_as(world.alice, me.channel, "!whoami"), fake.post_as(world.bob, me.channel, "!help")]
+        fake.refuse_websockets(False)
+        wait_answered(world, me.bot, missed)
+        assert answers_by(world, me.bot, missed[0])[0]["message"].startswith("You are alice")
+        fake.rebroadcast(missed[0]["id"])  # the socket brings it after all: the claim holds
+        marker = fake.post_as(world.alice, me.channel, "!show version r2")
+        wait_answered(world, me.bot, [marker])
+        assert [len(answers_by(world, me.bot, c)) for c in missed] == [1, 1]
+        assert fake.authenticated(me.bot) == 1
+    finally:
+        fake.refuse_websockets(False)
+        thread.stop()
+
+
+def test_posts_older_than_catch_up_max_age_are_not_answered(world: World, lab: Any, tmp_path: Path,
+                                                            caplog: pytest.LogCaptureFixture) -> None:
+    fake, me = world.fake, new_catcher(world, "catchbot3")
+    fake.set_clock(-1200)  # what happens now, the server stamps 20 minutes back
+    try:
+        first = catcher_bot(world, lab, tmp_path, me, catch_up_max_age=600).start()
+        live = fake.post_as(world.alice, me.channel, "!whoami")
+        wait_answered(world, me.bot, [live])
+        first.stop()
+        stale = [fake.post_as(world.alice, me.channel, "!whoami"), fake.post_as(world.bob, me.channel, "!help")]
+    finally:
+        fake.set_clock(0)  # 20 minutes later
+    fresh = fake.post_as(world.bob, me.channel, "!whoami")
+    caplog.set_level(logging.INFO, logger="adapters.mattermost")
+    second = catcher_bot(world, lab, tmp_path, me, catch_up_max_age=600).start()
+    try:
+        wait_answered(world, me.bot, [fresh])
+        marker = fake.post_as(world.alice, me.channel, "!show version r1")  # taken after everything before it
+        wait_answered(world, me.bot, [marker])
+        assert [answers_by(world, me.bot, c) for c in stale] == [[], []]
+        assert not any(claimed(tmp_path, c["id"]) for c in stale)
+        # what the operator sees: one line for the channel (the people who asked see nothing)
+        assert f"~{me.channel.name}: the last post the bot saw there is from" in caplog.text
+        assert "posts older than catch_up_max_age (600 s) are not answered" in caplog.text
+    finally:
+        second.stop()
+
+
+def test_restarts_edits_and_deletes_never_run_a_command_twice(world: World, lab: Any, tmp_path: Path) -> None:
+    fake, me = world.fake, new_catcher(world, "catchbot4")
+    catcher_bot(world, lab, tmp_path, me).start().stop()  # the first run: nothing to catch up
+    old = fake.post_as(world.alice, me.channel, "!whoami")
+    thread = catcher_bot(world, lab, tmp_path, me).start()
+    wait_answered(world, me.bot, [old])
+    thread.stop()
+    fake.edit_as(world.alice, old["id"], "!help")  # an edit of a post the bot has seen: not a command
+    fake.post_as(world.bob, me.channel, "that worked", root_id=old["id"])  # moves the root's update_at
+    gone = fake.post_as(world.alice, me.channel, "!ping 10.0.0.9 from r1")
+    fake.delete_as(world.alice, gone["id"])
+    retyped = fake.post_as(world.bob, me.channel, "!pnig 10.0.0.1 from r1 count 1")
+    fake.edit_as(world.bob, retyped["id"], "!ping 10.0.0.1 from r1 count 1")  # written and fixed while away
+    for _ in range(2):  # restart twice
+        thread = catcher_bot(world, lab, tmp_path, me).start()
+        try:
+            marker = fake.post_as(world.alice, me.channel, "!show version r3")
+            wait_answered(world, me.bot, [marker, retyped])
+        finally:
+            thread.stop()
+    [fixed] = answers_by(world, me.bot, retyped)
+    assert "10.0.0.1 is reachable (1/1) from r1" in fixed["message"]
+    assert len(answers_by(world, me.bot, old)) == 1 and "You are alice" in answers_by(world, me.bot, old)[0]["message"]
+    assert fake.thread(gone["id"], by=me.bot) == [] and not claimed(tmp_path, gone["id"])
+    assert sorted(claims_in_order(tmp_path)) == sorted(
+        [old["id"], retyped["id"]] + [p["id"] for p in fake.posts_in(me.channel, by=world.alice)
+                                      if p["message"] == "!show version r3"])
 
 
 # --- the fake's strictness: each rule fails a test when it is taken out -------------------------
