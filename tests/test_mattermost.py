@@ -655,3 +655,59 @@ def test_fake_file_rules(world: World) -> None:
     attached = post(alice, world.netops, [info["id"]]).json()
     assert attached["file_ids"] == [info["id"]] and attached["metadata"]["files"][0]["post_id"] == attached["id"]
     assert post(alice, world.netops, [info["id"]]).status_code == 400  # already attached
+
+
+def test_fake_posts_since_is_the_servers_get_posts_since(world: World) -> None:
+    fake, url = world.fake, world.fake.url + "/api/v4"
+    alice = _auth_header(fake.create_token(world.alice))
+    corp = next(t for t in fake.teams.values() if t.name == "corp")
+    channel = fake.add_channel("sincetest", [world.alice, world.bob], corp)
+    root0 = fake.post_as(world.alice, channel, "root0")
+    reply0 = fake.post_as(world.bob, channel, "reply0", root_id=root0["id"])
+    a, b, c = (fake.post_as(u, channel, m) for u, m in ((world.alice, "a"), (world.bob, "b"), (world.alice, "c")))
+    since = fake.now_ms()
+    wait_for(lambda: fake.now_ms() > since, "the server's clock to move on")
+    reply = fake.post_as(world.bob, channel, "reply", root_id=a["id"])  # moves a's update_at
+    fake.edit_as(world.bob, b["id"], "b2")
+    fake.edit_as(world.bob, reply0["id"], "reply0 edited")  # a reply's edit leaves its root alone
+    fake.delete_as(world.alice, c["id"])
+    d = fake.post_as(world.alice, channel, "d")
+
+    resp = httpx.get(f"{url}/channels/{channel.id}/posts", params={"since": since}, headers=alice)
+    assert resp.status_code == 200 and resp.headers["Content-Type"] == "application/json"
+    body = resp.json()
+    order, posts = body["order"], body["posts"]
+    [history] = [p for p in posts.values() if p["original_id"] == b["id"]]
+    [history0] = [p for p in posts.values() if p["original_id"] == reply0["id"]]
+    assert set(order) == {a["id"], b["id"], history["id"], c["id"], reply["id"], reply0["id"], history0["id"],
+                          d["id"]}
+    stamps = [posts[i]["create_at"] for i in order]
+    assert stamps == sorted(stamps, reverse=True) and stamps[0] == d["create_at"]  # newest first
+    assert root0["id"] in posts and root0["id"] not in order  # a reply's root, for context only
+    assert history["message"] == "b" and history["delete_at"] > 0 and history["create_at"] == b["create_at"]
+    assert posts[b["id"]]["message"] == "b2" and posts[b["id"]]["edit_at"] > since
+    assert posts[c["id"]]["delete_at"] > 0 and posts[c["id"]]["message"] == "c"  # deleted, still listed
+    assert posts[a["id"]]["update_at"] > since and posts[a["id"]]["edit_at"] == 0
+    assert body["next_post_id"] == body["prev_post_id"] == ""
+    fake.posts_since_limit = 2
+    try:
+        capped = httpx.get(f"{url}/channels/{channel.id}/posts", params={"since": since}, headers=alice).json()
+        assert len(capped["order"]) == 2
+    finally:
+        fake.posts_since_limit = 1000
+    page = httpx.get(f"{url}/channels/{channel.id}/posts", params={"per_page": 3}, headers=alice).json()
+    assert len(page["order"]) == 3 and d["id"] in page["order"]  # the newest, without deleted posts
+    assert not {c["id"], history["id"], history0["id"]} & set(page["order"])
+    assert httpx.get(f"{url}/channels/{world.dm.id}/posts", params={"since": 1}, headers=alice).status_code == 200
+    bob = _auth_header(fake.create_token(world.bob))
+    assert httpx.get(f"{url}/channels/{world.dm.id}/posts", params={"since": 1}, headers=bob).status_code == 403
+
+    listed = httpx.get(f"{url}/users/me/teams/{corp.id}/channels", headers=alice).json()
+    names = [ch["name"] for ch in listed]
+    assert names == sorted(names) and "sincetest" in names and world.dm.name in names
+    assert world.elsewhere.id not in [ch["id"] for ch in listed]  # another team's channel
+    assert next(ch for ch in listed if ch["id"] == channel.id)["last_post_at"] == d["create_at"]
+    everywhere = httpx.get(f"{url}/users/me/channels", headers=alice).json()
+    assert world.elsewhere.id in [ch["id"] for ch in everywhere]
+    users = httpx.post(f"{url}/users/ids", headers=alice, json=[world.bob.id, "x" * 26]).json()
+    assert [u["username"] for u in users] == ["bob"]
