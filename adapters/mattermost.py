@@ -209,7 +209,7 @@ class MattermostAdapter:
         self._stopping = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._relays = bridges.relay_accounts(PLATFORM)
-        self._ran_before: bool | None = None  # a position in the database from an earlier run
+        self._ran_before: bool | None = None  # whether the database knows an earlier run of this account
         self._positions: dict[str, Position] = {}  # channel id -> last post seen there
         self._read_positions: set[str] = set()  # channels whose stored position was read
         self._unsaved: set[str] = set()
@@ -433,12 +433,13 @@ class MattermostAdapter:
         for channel, last_post_at in channels:
             position = self._positions.get(channel.id)
             since = window_start if position is None else max(position.create_at - 1, window_start)
-            if last_post_at <= since:
-                continue  # nothing posted or edited there since
-            if position is not None and position.create_at < window_start:
+            if position is not None and position.create_at < window_start and last_post_at > position.create_at:
+                # something changed there since the bot last looked, perhaps before the window
                 log.info("mattermost: %s: the last post the bot saw there is from %s; posts older than "
                          "catch_up_max_age (%.0f s) are not answered", _channel_label(channel),
                          _utc_text(position.create_at / 1000), self.cfg.catch_up_max_age)
+            if last_post_at <= since:
+                continue  # nothing posted or edited there since
             try:
                 posts = await self._posts_since(channel, since)
             except Exception as err:  # one channel's trouble must not keep the others waiting
@@ -455,7 +456,7 @@ class MattermostAdapter:
             await self._take_post(post, channel, names.get(str(post.get("user_id") or ""), ""), [self.user_id],
                                   caught_up=True)
         if missed:
-            log.info("mattermost: caught up %d posts made while the bot was away", len(missed))
+            log.info("mattermost: looked at %d posts made while the bot was away", len(missed))
         await self._save_positions()
 
     async def _my_channels(self) -> list[tuple[ChannelInfo, int]]:
