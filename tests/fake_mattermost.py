@@ -209,6 +209,8 @@ class FakeMattermost:
         self.posts_since_limit = POSTS_SINCE_LIMIT
         self.clock_offset_ms = 0  # the server's clock against the real one (tests move it)
         self.refusing_websockets = False  # a proxy answering 503 while the server restarts
+        # called on the server's loop as a `since` query arrives, before it is answered
+        self.before_posts_since: Callable[[], Any] | None = None
         self._conns: set[_Conn] = set()
         self._expiring: set[str] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -547,6 +549,10 @@ class FakeMattermost:
         in_channel = [p for p in self.posts.values() if p["channel_id"] == channel.id]
         if since > 0:
             self.stats["posts_since"] += 1
+            if self.before_posts_since is not None:
+                done = self.before_posts_since()
+                if asyncio.iscoroutine(done):
+                    await done
             # LIMIT without ORDER BY: which posts a capped answer keeps is up to the database
             changed = [p for p in in_channel if p["update_at"] > since][:self.posts_since_limit]
             roots = [self.posts[p["root_id"]] for p in changed if p["root_id"]]

@@ -321,6 +321,7 @@ def test_config_errors() -> None:
         ({"url": "https://c.example", "token": "t", "ca_file": "/etc/hostname", "verify_tls": False},
          "contradict"),
         ({"url": "https://c.example", "token": "t", "progress_after": -1}, "[mattermost] progress_after"),
+        ({"url": "https://c.example", "token": "t", "catch_up_max_age": -1}, "[mattermost] catch_up_max_age"),
     ]:
         with pytest.raises(ConfigError) as err:
             load_mattermost_config(raw)
@@ -386,6 +387,7 @@ def wait_answered(world: World, bot: User, commands: list[dict[str, Any]]) -> No
 
 def test_posts_made_while_stopped_are_answered_once_oldest_first(world: World, lab: Any, tmp_path: Path) -> None:
     fake, me = world.fake, new_catcher(world, "catchbot1")
+    before_any_run = fake.post_as(world.alice, me.channel, "!whoami")
     first = catcher_bot(world, lab, tmp_path, me).start()
     live = fake.post_as(world.alice, me.channel, "!whoami")
     wait_answered(world, me.bot, [live])
@@ -403,6 +405,7 @@ def test_posts_made_while_stopped_are_answered_once_oldest_first(world: World, l
             assert f"10.0.0.{i + 1} is reachable (1/1) from r1" in reply["message"]
         assert claims_in_order(tmp_path) == [live["id"]] + [c["id"] for c in missed]  # taken oldest first
         assert len(answers_by(world, me.bot, live)) == 1
+        assert answers_by(world, me.bot, before_any_run) == []  # the first run catches nothing up
     finally:
         second.stop()
 
@@ -416,16 +419,26 @@ def test_socket_dropped_then_posts_are_answered_after_reconnect(world: World, la
         fake.drop_connections(me.bot)
         wait_for(lambda: fake.stats["ws_refused"] > refused, "the bot to try again and be refused")
         assert fake.authenticated(me.bot) == 0
-        missed = [fake.post_as(world.alice, me.channel, "!whoami"), fake.post_as(world.bob, me.channel, "!help")]
+        direct = fake.direct_channel(world.alice, me.bot)
+        missed = [fake.post_as(world.alice, me.channel, "!whoami"), fake.post_as(world.bob, me.channel, "!help"),
+                  fake.post_as(world.alice, direct, "whoami")]
+        during: list[dict[str, Any]] = []
+
+        async def post_during_catch_up() -> None:  # the socket is up: it gets the post, and so may REST
+            fake.before_posts_since = None
+            during.append(await fake._post(world.bob, me.channel, "!whoami", "", {}, []))
+        fake.before_posts_since = post_during_catch_up
         fake.refuse_websockets(False)
         wait_answered(world, me.bot, missed)
         assert answers_by(world, me.bot, missed[0])[0]["message"].startswith("You are alice")
+        assert answers_by(world, me.bot, missed[2])[0]["message"].startswith("You are alice")  # a direct message
         fake.rebroadcast(missed[0]["id"])  # the socket brings it after all: the claim holds
         marker = fake.post_as(world.alice, me.channel, "!show version r2")
-        wait_answered(world, me.bot, [marker])
-        assert [len(answers_by(world, me.bot, c)) for c in missed] == [1, 1]
+        wait_answered(world, me.bot, [marker] + during)
+        assert [len(answers_by(world, me.bot, c)) for c in missed + during] == [1, 1, 1, 1]
         assert fake.authenticated(me.bot) == 1
     finally:
+        fake.before_posts_since = None
         fake.refuse_websockets(False)
         thread.stop()
 
