@@ -500,6 +500,25 @@ def test_restarts_edits_and_deletes_never_run_a_command_twice(world: World, lab:
                                       if p["message"] == "!show version r3"])
 
 
+def test_catch_up_beyond_the_servers_cap_says_so(world: World, lab: Any, tmp_path: Path,
+                                                 caplog: pytest.LogCaptureFixture,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    fake, me = world.fake, new_catcher(world, "catchbot5")
+    catcher_bot(world, lab, tmp_path, me).start().stop()
+    missed = [fake.post_as(world.alice, me.channel, "!whoami") for _ in range(5)]
+    fake.posts_since_limit = 3  # the server's 1000, smaller
+    monkeypatch.setattr("adapters.mattermost.POSTS_SINCE_CAP", 3)
+    thread = catcher_bot(world, lab, tmp_path, me)
+    try:
+        thread.start()
+        assert f"~{me.channel.name}: 3 posts changed there within catch_up_max_age, as many as the server " \
+               "returns at once: some may be missed" in caplog.text
+        wait_for(lambda: sum(bool(answers_by(world, me.bot, c)) for c in missed) == 3, "three answers")
+    finally:
+        fake.posts_since_limit = 1000
+        thread.stop()
+
+
 # --- the fake's strictness: each rule fails a test when it is taken out -------------------------
 def _auth_header(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
