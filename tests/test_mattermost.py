@@ -477,8 +477,11 @@ def test_restarts_edits_and_deletes_never_run_a_command_twice(world: World, lab:
     old = fake.post_as(world.alice, me.channel, "!whoami")
     thread = catcher_bot(world, lab, tmp_path, me).start()
     wait_answered(world, me.bot, [old])
+    chatter = fake.post_as(world.bob, me.channel, "hello")
+    wait_answered(world, me.bot, [fake.post_as(world.alice, me.channel, "!whoami")])  # posts are taken in order
     thread.stop()
     fake.edit_as(world.alice, old["id"], "!help")  # an edit of a post the bot has seen: not a command
+    fake.edit_as(world.bob, chatter["id"], "!whoami")  # nor is chatter edited into a command later
     fake.post_as(world.bob, me.channel, "that worked", root_id=old["id"])  # moves the root's update_at
     gone = fake.post_as(world.alice, me.channel, "!ping 10.0.0.9 from r1")
     fake.delete_as(world.alice, gone["id"])
@@ -495,9 +498,10 @@ def test_restarts_edits_and_deletes_never_run_a_command_twice(world: World, lab:
     assert "10.0.0.1 is reachable (1/1) from r1" in fixed["message"]
     assert len(answers_by(world, me.bot, old)) == 1 and "You are alice" in answers_by(world, me.bot, old)[0]["message"]
     assert fake.thread(gone["id"], by=me.bot) == [] and not claimed(tmp_path, gone["id"])
+    assert answers_by(world, me.bot, chatter) == [] and not claimed(tmp_path, chatter["id"])
     assert sorted(claims_in_order(tmp_path)) == sorted(
         [old["id"], retyped["id"]] + [p["id"] for p in fake.posts_in(me.channel, by=world.alice)
-                                      if p["message"] == "!show version r3"])
+                                      if p["message"] in ("!show version r3", "!whoami") and p["id"] != old["id"]])
 
 
 def test_catch_up_beyond_the_servers_cap_says_so(world: World, lab: Any, tmp_path: Path,
