@@ -518,7 +518,8 @@ class FakeMattermost:
         except ValueError:
             ids = None
         if not isinstance(ids, list) or not ids:
-            raise ApiError(400, "api.context.invalid_body_param.app_error", "Invalid or missing user_ids in request body.")
+            raise ApiError(400, "api.context.invalid_body_param.app_error",
+                           "Invalid or missing user_ids in request body.")
         return _json([self.users[i].json() for i in ids if isinstance(i, str) and i in self.users])
 
     async def _my_channels(self, request: web.Request) -> web.Response:
@@ -794,7 +795,8 @@ class FakeMattermost:
                         "detailed_error": "", "request_id": "", "status_code": 401}})
                 elif req.get("action") == "ping":
                     await conn.reply({"status": "OK", "seq_reply": seq,
-                                      "data": {"text": "pong", "version": SERVER_VERSION, "server_time": self.now_ms()}})
+                                      "data": {"text": "pong", "version": SERVER_VERSION,
+                                               "server_time": self.now_ms()}})
                 else:
                     await conn.reply({"status": "FAIL", "seq_reply": seq, "error": {
                         "id": "api.web_socket_router.bad_action.app_error", "message": "Invalid websocket action.",

@@ -395,7 +395,8 @@ def test_posts_made_while_stopped_are_answered_once_oldest_first(world: World, l
     missed: list[dict[str, Any]] = []
     for i in range(50):  # one millisecond apart: posts of the same millisecond have no order
         wait_for(lambda: not missed or fake.now_ms() > missed[-1]["create_at"], "the server's clock to move on")
-        missed.append(fake.post_as((world.alice, world.bob)[i % 2], me.channel, f"!ping 10.0.0.{i + 1} from r1 count 1"))
+        who = (world.alice, world.bob)[i % 2]
+        missed.append(fake.post_as(who, me.channel, f"!ping 10.0.0.{i + 1} from r1 count 1"))
     assert not any(answers_by(world, me.bot, c) for c in missed)  # no socket, no event
     second = catcher_bot(world, lab, tmp_path, me).start()
     try:
