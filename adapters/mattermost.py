@@ -16,9 +16,19 @@ webhook posts (`props.from_webhook`: anyone holding the hook URL can post one, u
 edits.
 
 Exactly once: every command post is claimed in the database before it runs, so a
-duplicate delivery never runs a command twice. Mattermost has no sync token: after a
-reconnect or a restart the bot does not fetch history, it carries on with what arrives;
-commands posted while it was disconnected are not answered.
+duplicate delivery never runs a command twice.
+
+Catching up: the websocket delivers only what happens while it is connected, and
+Mattermost keeps no sync position for a client. So the bot remembers, per channel, the
+last post it saw there (in the database, written every few seconds and at a stop), and
+after each (re)connection asks REST for every allowed channel's posts since then
+(`GET /channels/{id}/posts?since=`), oldest first, through the same checks and claims as
+live posts; what the websocket also delivers meanwhile is caught by the claims. Only
+posts younger than `catch_up_max_age` are looked at (by the bot's clock against the
+server's `create_at`: keep both clocks in sync), which also keeps the answer under the
+server's cap of 1000 posts. A post counts by what it is when the bot first sees it: an
+edit of a post seen before is not a command, while a post written and edited while the
+bot was away is taken as it now reads. The very first run catches nothing up.
 
 Why not the driver's own websocket client: it retries forever with a fixed delay on any
 error (a revoked token included), and verifies TLS only against the system store, so a
@@ -34,6 +44,9 @@ import json
 import logging
 import re
 import ssl
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -63,6 +76,8 @@ HEARTBEAT = 30.0  # websocket ping interval; a peer that misses a pong is gone
 MAX_POST_CHARS = 16383  # the server's limit for one post's message
 MAX_FILES_PER_POST = 5
 TOKEN_KEYS = {f"token{x}" for x in ("", "_env", "_file")}
+POSITION_SAVE_EVERY = 5.0  # seconds; a position saved late only means a few posts are looked at again
+POSTS_SINCE_CAP = 1000  # the server returns at most this many posts for one `since` query
 
 
 class MattermostConfig(BaseModel):
@@ -76,6 +91,7 @@ class MattermostConfig(BaseModel):
     attachment_lines: int = Field(default=40, ge=1)
     progress_after: float = Field(default=2.0, ge=0)
     reconnect_max: float = Field(default=60.0, ge=1)  # seconds: the longest wait between reconnects
+    catch_up_max_age: float = Field(default=600.0, ge=0)  # seconds: missed posts this young are answered; 0 = none
     request_timeout: float = Field(default=30.0, gt=0)
 
     @field_validator("url")
@@ -136,6 +152,38 @@ class FatalMattermostError(UserError):
     """Retrying would not help (token refused, not in the team): stop and say why."""
 
 
+@dataclass(frozen=True)
+class Position:
+    """The last post seen in a channel, by the server's clock."""
+    create_at: int
+    post_id: str
+
+    def precedes(self, post: dict[str, Any]) -> bool:
+        """Whether `post` came after this one (a post of the same millisecond may have)."""
+        create_at = _int(post.get("create_at"))
+        return create_at > self.create_at or (create_at == self.create_at and post.get("id") != self.post_id)
+
+    def dump(self) -> str:
+        return json.dumps({"create_at": self.create_at, "post_id": self.post_id})
+
+    @classmethod
+    def load(cls, text: str | None) -> Position | None:
+        try:
+            raw = json.loads(text) if text else None
+            return cls(int(raw["create_at"]), str(raw["post_id"])) if isinstance(raw, dict) else None
+        except (ValueError, KeyError, TypeError):
+            return None
+
+
+@dataclass(frozen=True)
+class ChannelInfo:
+    """What the live path needs to know of a post's channel (a `posted` event carries it)."""
+    id: str
+    name: str
+    type: str  # O open, P private, D direct, G group
+    team_id: str
+
+
 class MattermostAdapter:
     def __init__(self, bot: Bot, cfg: MattermostConfig, state: ChatState, bridges: BridgeResolver) -> None:
         self.bot = bot
@@ -161,6 +209,13 @@ class MattermostAdapter:
         self._stopping = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._relays = bridges.relay_accounts(PLATFORM)
+        self._ran_before: bool | None = None  # whether the database knows an earlier run of this account
+        self._positions: dict[str, Position] = {}  # channel id -> last post seen there
+        self._read_positions: set[str] = set()  # channels whose stored position was read
+        self._unsaved: set[str] = set()
+        self._saving = asyncio.Lock()
+        self._save_soon: asyncio.Task[None] | None = None
+        self._saved_at = 0.0
 
     # --- lifecycle ----------------------------------------------------------------
     async def run(self) -> None:
@@ -193,6 +248,10 @@ class MattermostAdapter:
         """Stop listening, let answers in progress finish, then close the HTTP client."""
         self._stopping.set()
         await wind_down(self._current, self._tasks)
+        if self._save_soon is not None:
+            self._save_soon.cancel()
+            await asyncio.gather(self._save_soon, return_exceptions=True)
+        await self._save_positions()
         await self.driver.close()
 
     async def login(self) -> None:
@@ -248,6 +307,10 @@ class MattermostAdapter:
                 except asyncio.TimeoutError:
                     raise ConnectionError(f"no hello from the websocket within {AUTH_TIMEOUT:.0f} s") from None
                 log.info("mattermost: listening as @%s", self.username)
+                # After hello: what is posted from now on comes on the socket (held until
+                # the catch-up is done), what came before comes from REST; a post in both
+                # is claimed once.
+                await self._catch_up()
                 self.ready.set()
                 while True:
                     try:
@@ -299,6 +362,22 @@ class MattermostAdapter:
         if not isinstance(post, dict) or not post.get("id"):
             log.warning("mattermost: a posted event without a post: %.200r", data)
             return
+        channel = ChannelInfo(str(post.get("channel_id") or ""), str(data.get("channel_name") or ""),
+                              str(data.get("channel_type") or ""), str(data.get("team_id") or ""))
+        await self._take_post(post, channel, str(data.get("sender_name") or "").lstrip("@"),
+                              _json_list(data.get("mentions")))
+
+    async def _take_post(self, post: dict[str, Any], channel: ChannelInfo, sender_name: str, mentions: list[str],
+                         caught_up: bool = False) -> None:
+        """One post, live or caught up: the checks, the claim, the answer; then it is the
+        channel's last post seen."""
+        if not self._channel_allowed(channel.id, channel.name, channel.type, channel.team_id):
+            return
+        await self._judge(post, channel, sender_name, mentions, caught_up)
+        self._note_position(channel.id, post)
+
+    async def _judge(self, post: dict[str, Any], channel: ChannelInfo, sender_name: str, mentions: list[str],
+                     caught_up: bool) -> None:
         user_id = str(post.get("user_id") or "")
         props = post.get("props") or {}
         if post.get("type") or user_id == self.user_id:
@@ -309,24 +388,158 @@ class MattermostAdapter:
         relay = user_id in self._relays
         if props.get("from_bot") == "true" and not relay:
             return  # other bots must not trigger us; a configured relay may be a bot account
-        channel_id, channel_type = str(post.get("channel_id") or ""), str(data.get("channel_type") or "")
-        if not self._channel_allowed(channel_id, str(data.get("channel_name") or ""), channel_type,
-                                     str(data.get("team_id") or "")):
-            return
-        sender_name = str(data.get("sender_name") or "").lstrip("@")
         resolved = self.bridges.resolve(PLATFORM, user_id, str(post.get("message") or ""), display_name=sender_name)
         text, named = self._strip_mention(resolved.text)
-        msg = Message(platform=PLATFORM, room=channel_id, sender=resolved.identity, text=text,
-                      direct=channel_type == "D", mentions_bot=named or self._mentioned(data, text),
+        msg = Message(platform=PLATFORM, room=channel.id, sender=resolved.identity, text=text,
+                      direct=channel.type == "D", mentions_bot=named or self._mentioned(mentions, text),
                       thread=str(post.get("root_id") or "") or None, message_id=str(post["id"]))
         if self.bot.router.command_text(msg.text, direct=msg.direct, mentioned=msg.mentions_bot) is None:
             return  # channel chatter
+        age = time.time() - _int(post.get("create_at")) / 1000
+        if caught_up and age > self.cfg.catch_up_max_age:
+            log.info("mattermost: not answering %s from %s in %s: posted %.0f s ago, while the bot was away "
+                     "(catch_up_max_age = %.0f s)", post["id"], resolved.identity.user, _channel_label(channel),
+                     age, self.cfg.catch_up_max_age)
+            return
         # Claimed before it runs: a duplicate delivery finds the claim and skips it.
         if not await asyncio.to_thread(self.state.take, PLATFORM, msg.message_id):
             return
         task = asyncio.create_task(self._answer(msg))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    # --- catching up ------------------------------------------------------------------
+    async def _catch_up(self) -> None:
+        """What was posted while the websocket was away: per allowed channel, the posts
+        since the last one seen there (at most `catch_up_max_age` back), oldest first."""
+        if self._ran_before is None:
+            marker = f"{PLATFORM}:{self.user_id}"
+            self._ran_before = await asyncio.to_thread(self.state.get, marker) is not None
+            if not self._ran_before:
+                await asyncio.to_thread(self.state.put, marker, _utc_text(time.time()))
+                log.info("mattermost: first run as @%s here: posts made before now are not looked at", self.username)
+                return
+        if self.cfg.catch_up_max_age <= 0:
+            return
+        try:
+            channels = await self._my_channels()
+        except Exception as err:  # the server went away again, or refuses the list
+            log.warning("mattermost: could not list the bot's channels (%s): posts made while it was away "
+                        "are not answered", short_error(err))
+            return
+        await self._read_stored_positions([c.id for c, _ in channels])
+        window_start = int((time.time() - self.cfg.catch_up_max_age) * 1000)
+        missed: list[tuple[dict[str, Any], ChannelInfo]] = []
+        for channel, last_post_at in channels:
+            position = self._positions.get(channel.id)
+            since = window_start if position is None else max(position.create_at - 1, window_start)
+            if position is not None and position.create_at < window_start and last_post_at > position.create_at:
+                # something changed there since the bot last looked, perhaps before the window
+                log.info("mattermost: %s: the last post the bot saw there is from %s; posts older than "
+                         "catch_up_max_age (%.0f s) are not answered", _channel_label(channel),
+                         _utc_text(position.create_at / 1000), self.cfg.catch_up_max_age)
+            if last_post_at <= since:
+                continue  # nothing posted or edited there since
+            try:
+                posts = await self._posts_since(channel, since)
+            except Exception as err:  # one channel's trouble must not keep the others waiting
+                log.warning("mattermost: could not catch up %s (%s): posts made there while the bot was away "
+                            "are not answered", _channel_label(channel), short_error(err))
+                continue
+            # Edits of older posts, and roots whose thread moved, come back too: not new.
+            missed += [(p, channel) for p in posts if _int(p.get("create_at")) > since and not p.get("delete_at")
+                       and (position is None or position.precedes(p))]
+        missed.sort(key=lambda item: (_int(item[0].get("create_at")), str(item[0].get("id"))))
+        names = await self._usernames({str(p.get("user_id") or "") for p, _ in missed})
+        for post, channel in missed:
+            # The server's mention list comes only with the event: the name in the text decides.
+            await self._take_post(post, channel, names.get(str(post.get("user_id") or ""), ""), [self.user_id],
+                                  caught_up=True)
+        if missed:
+            log.info("mattermost: looked at %d posts made while the bot was away", len(missed))
+        await self._save_positions()
+
+    async def _my_channels(self) -> list[tuple[ChannelInfo, int]]:
+        """The allowed channels the bot is in, each with the time of its last post."""
+        if self.team_id is not None:  # that team's channels, and direct and group channels
+            raw = await self.driver.channels.get_channels_for_team_for_user("me", self.team_id)
+        else:
+            raw = await self.driver.channels.get_channels_for_user("me")
+        if not isinstance(raw, list):
+            raise ConnectionError(f"unexpected answer to the channel list: {str(raw)[:100]}")
+        channels = [(ChannelInfo(str(c.get("id") or ""), str(c.get("name") or ""), str(c.get("type") or ""),
+                                 str(c.get("team_id") or "")), _int(c.get("last_post_at")))
+                    for c in raw if isinstance(c, dict)]
+        return [(c, at) for c, at in channels if c.id and self._channel_allowed(c.id, c.name, c.type, c.team_id)]
+
+    async def _posts_since(self, channel: ChannelInfo, since: int) -> list[dict[str, Any]]:
+        """The posts of `channel` created, edited or deleted after `since` (ms)."""
+        resp = await self.driver.posts.get_posts_for_channel(channel.id, since=since)
+        if not isinstance(resp, dict) or not isinstance(resp.get("order"), list) \
+                or not isinstance(resp.get("posts"), dict):
+            raise ConnectionError(f"unexpected answer to GET posts?since=: {str(resp)[:100]}")
+        order, posts = resp["order"], resp["posts"]
+        if len(order) >= POSTS_SINCE_CAP:
+            log.warning("mattermost: %s: %d posts changed there within catch_up_max_age, as many as the server "
+                        "returns at once: some may be missed", _channel_label(channel), len(order))
+        # `posts` also holds the roots of replies, for context: only `order` changed
+        return [posts[i] for i in order if isinstance(posts.get(i), dict) and posts[i].get("id")]
+
+    async def _usernames(self, user_ids: set[str]) -> dict[str, str]:
+        """Who posted what is being caught up (a relay's own posts are answered by name)."""
+        user_ids.discard("")
+        if not user_ids:
+            return {}
+        try:
+            users = await self.driver.users.get_users_by_ids(sorted(user_ids))
+        except Exception as err:  # only names in answers depend on it
+            log.warning("mattermost: could not look up the senders' names: %s", short_error(err))
+            return {}
+        return {str(u["id"]): str(u.get("username") or "") for u in users if isinstance(u, dict) and u.get("id")} \
+            if isinstance(users, list) else {}
+
+    # --- the last post seen per channel ----------------------------------------------
+    def _position_key(self, channel_id: str) -> str:
+        return f"{PLATFORM}:{self.user_id}:{channel_id}"
+
+    async def _read_stored_positions(self, channel_ids: list[str]) -> None:
+        """Once per channel and process; from then on memory is ahead of the database."""
+        todo = [c for c in channel_ids if c not in self._read_positions]
+        if not todo:
+            return
+        stored = await asyncio.to_thread(lambda: {c: self.state.get(self._position_key(c)) for c in todo})
+        for channel_id, text in stored.items():
+            position = Position.load(text)
+            if position is not None and channel_id not in self._positions:
+                self._positions[channel_id] = position
+        self._read_positions.update(todo)
+
+    def _note_position(self, channel_id: str, post: dict[str, Any]) -> None:
+        current = self._positions.get(channel_id)
+        if current is not None and not current.precedes(post):
+            return  # a duplicate delivery, or an older post
+        self._positions[channel_id] = Position(_int(post.get("create_at")), str(post["id"]))
+        self._unsaved.add(channel_id)
+        if self._save_soon is None or self._save_soon.done():
+            self._save_soon = asyncio.create_task(self._save_later())
+
+    async def _save_later(self) -> None:
+        """Positions are written at most every few seconds, not once per post."""
+        await asyncio.sleep(max(0.0, self._saved_at + POSITION_SAVE_EVERY - time.monotonic()))
+        await asyncio.shield(self._save_positions())  # a stop waits for a write under way
+
+    async def _save_positions(self) -> None:
+        async with self._saving:
+            if not self._unsaved:
+                return
+            todo = {c: self._positions[c].dump() for c in self._unsaved}
+            self._unsaved.clear()
+            self._saved_at = time.monotonic()
+            try:
+                await asyncio.to_thread(lambda: [self.state.put(self._position_key(c), v) for c, v in todo.items()])
+            except Exception as err:  # the database is away: try again with the next save
+                self._unsaved.update(todo)
+                log.warning("mattermost: could not save the channel positions: %s", short_error(err))
 
     def _channel_allowed(self, channel_id: str, name: str, channel_type: str, team_id: str) -> bool:
         if channel_type == "D":
@@ -338,10 +551,10 @@ class MattermostAdapter:
         return any(fnmatch.fnmatchcase(channel_id, p) or (name and fnmatch.fnmatchcase(name, p))
                    for p in self.cfg.allowed_channels)
 
-    def _mentioned(self, data: dict[str, Any], text: str) -> bool:
+    def _mentioned(self, mentions: list[str], text: str) -> bool:
         """Named in the text, as the server confirms. `data.mentions` alone also lists
         everyone an @channel or @here reached: an announcement is not a command."""
-        return (self.user_id in _json_list(data.get("mentions")) and bool(self.username)
+        return (self.user_id in mentions and bool(self.username)
                 and re.search(rf"@{re.escape(self.username)}(?![\w.-])", text, re.IGNORECASE) is not None)
 
     def _strip_mention(self, text: str) -> tuple[str, bool]:
@@ -410,6 +623,18 @@ def tls_context(cfg: MattermostConfig) -> ssl.SSLContext | None:
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
     return ctx
+
+
+def _int(value: Any) -> int:
+    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0
+
+
+def _utc_text(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _channel_label(channel: ChannelInfo) -> str:
+    return "a direct channel" if channel.type == "D" else f"~{channel.name or channel.id}"
 
 
 def _json_list(value: Any) -> list[str]:

@@ -26,12 +26,30 @@ real one (server 9/10, `api4/` and `app/platform/web_conn.go`), because clients 
   a bot's posts get `props.from_bot = "true"`; webhook posts `from_webhook = "true"` and
   `override_username`, and the user id of whoever created the webhook;
 - files: `POST /api/v4/files` multipart, part name `files`, `channel_id` in the query or
-  the form, 201 `{"file_infos": [...], "client_ids": []}`.
+  the form, 201 `{"file_infos": [...], "client_ids": []}`;
+- events reach only the sockets authenticated at that moment: nothing is kept for a
+  client that is away (a reconnecting client must ask REST what it missed);
+- an edit keeps the old version as a post of its own (store `SqlPostStore.Update`): a new
+  id, `original_id` = the edited post, `delete_at` = `update_at` = the time of the edit, the
+  old `create_at`; the edited post gets `edit_at` = `update_at` = that time, and the
+  channel's `last_post_at` moves. A reply moves its root's `update_at` (`SaveMultiple`).
+  A delete sets `delete_at` = `update_at` on the post, and on its replies if it is a root;
+- `GET /api/v4/channels/{id}/posts?since=<ms>` is the server's `GetPostsSince`
+  (`server/channels/api4/post.go` getPostsForChannel -> `app/post.go` GetPostsSince ->
+  `store/sqlstore/post_store.go` GetPostsSince): the channel's posts whose `update_at` is
+  after `since`, deleted posts and edit-history copies included, at most 1000 of them
+  picked in no particular order (the query's LIMIT has no ORDER BY); `order` lists their
+  ids newest first by `create_at`; `posts` also holds the roots of the replies among them,
+  which are in `order` only if they changed themselves; not paged, no cursor ids. Without
+  `since`: `page`/`per_page` of undeleted posts, newest first. `before`/`after`: 501 here;
+- `GET /api/v4/users/me/teams/{team_id}/channels`: the user's channels of that team and
+  its direct and group channels (team id ""), by display name; `GET /api/v4/users/me/channels`:
+  those of every team; `POST /api/v4/users/ids`: the users with those ids.
 
 Test API (callable from any thread): `add_team`, `add_user`, `create_token`,
 `revoke_token`, `expire_at_websocket`, `add_channel`, `direct_channel`, `post_as`, `post_as_webhook`,
-`rebroadcast`, `drop_connections`, `restart`, and read-backs `posts_in`, `thread`,
-`file_text`, `edits_of`, `stats`, `authenticated`.
+`edit_as`, `delete_as`, `rebroadcast`, `drop_connections`, `refuse_websockets`, `set_clock`, `restart`,
+and read-backs `posts_in`, `thread`, `file_text`, `edits_of`, `stats`, `authenticated`.
 """
 
 from __future__ import annotations
@@ -53,6 +71,7 @@ from aiohttp import WSMsgType, web
 
 
 MAX_POST_CHARS = 16383  # the server's MaxPostSize on current schemas
+POSTS_SINCE_LIMIT = 1000  # GetPostsSince's LIMIT
 MAX_FILES_PER_POST = 5
 SERVER_VERSION = "10.11.0.0.fake"
 
@@ -97,10 +116,12 @@ class Channel:
     type: str  # O open, P private, D direct, G group
     team_id: str
     members: set[str] = field(default_factory=set)
+    last_post_at: int = 0  # moved by every new post and every edit, as Channels.LastPostAt is
 
     def json(self) -> dict[str, Any]:
         return {"id": self.id, "create_at": 0, "update_at": 0, "delete_at": 0, "team_id": self.team_id,
-                "type": self.type, "display_name": self.name, "name": self.name, "header": "", "purpose": ""}
+                "type": self.type, "display_name": self.name, "name": self.name, "header": "", "purpose": "",
+                "last_post_at": self.last_post_at, "last_root_post_at": self.last_post_at}
 
 
 @dataclass
@@ -183,7 +204,13 @@ class FakeMattermost:
         self.posts: dict[str, dict[str, Any]] = {}
         self.edits: dict[str, list[str]] = {}
         self.files: dict[str, StoredFile] = {}
-        self.stats: Counter[str] = Counter()  # users_me, users_me_401, ws_connects, ws_auth, ws_auth_failed
+        # users_me, users_me_401, ws_connects, ws_auth, ws_auth_failed, posts_since, ws_refused
+        self.stats: Counter[str] = Counter()
+        self.posts_since_limit = POSTS_SINCE_LIMIT
+        self.clock_offset_ms = 0  # the server's clock against the real one (tests move it)
+        self.refusing_websockets = False  # a proxy answering 503 while the server restarts
+        # called on the server's loop as a `since` query arrives, before it is answered
+        self.before_posts_since: Callable[[], Any] | None = None
         self._conns: set[_Conn] = set()
         self._expiring: set[str] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -228,10 +255,15 @@ class FakeMattermost:
         app.router.add_get("/api/v4/system/ping", self._ping)
         app.router.add_get("/api/v4/websocket", self._websocket)
         app.router.add_get("/api/v4/users/me/teams", self._my_teams)
+        app.router.add_post("/api/v4/users/ids", self._users_by_ids)
         app.router.add_get("/api/v4/users/{user_id}", self._get_user)
+        app.router.add_get("/api/v4/users/{user_id}/teams/{team_id}/channels", self._my_channels)
+        app.router.add_get("/api/v4/users/{user_id}/channels", self._my_channels)
         app.router.add_get("/api/v4/channels/{channel_id}", self._get_channel)
+        app.router.add_get("/api/v4/channels/{channel_id}/posts", self._channel_posts)
         app.router.add_post("/api/v4/posts", self._create_post)
         app.router.add_get("/api/v4/posts/{post_id}", self._get_post)
+        app.router.add_delete("/api/v4/posts/{post_id}", self._delete_post)
         app.router.add_put("/api/v4/posts/{post_id}/patch", self._patch_post)
         app.router.add_post("/api/v4/files", self._upload)
         app.router.add_get("/api/v4/files/{file_id}", self._get_file)
@@ -274,6 +306,17 @@ class FakeMattermost:
             value = fn()
             return await value if asyncio.iscoroutine(value) else value
         return asyncio.run_coroutine_threadsafe(wrapper(), self._loop).result(10)
+
+    def now_ms(self) -> int:
+        return _now_ms() + self.clock_offset_ms
+
+    def set_clock(self, offset_seconds: float) -> None:
+        """The server's clock from now on reads this far from the real one."""
+        self._call(lambda: setattr(self, "clock_offset_ms", int(offset_seconds * 1000)))
+
+    def refuse_websockets(self, refusing: bool) -> None:
+        """While refusing, websocket upgrades get 503 (REST still works)."""
+        self._call(lambda: setattr(self, "refusing_websockets", refusing))
 
     # --- test API: setting up -------------------------------------------------------------
     # Every change runs on the server's loop, so no handler sees a half-made change.
@@ -343,20 +386,39 @@ class FakeMattermost:
         extra = dict(props or {}, from_webhook="true", override_username=username)
         return self._call(lambda: self._post(creator, channel, message, "", extra, [], webhook=True))
 
+    def edit_as(self, user: User, post_id: str, message: str) -> dict[str, Any]:
+        """`user` edits their post (as `PUT /posts/{id}/patch`)."""
+        async def edit() -> dict[str, Any]:
+            post = self.posts[post_id]
+            if post["user_id"] != user.id:
+                raise ApiError(403, "api.context.permissions.app_error", "You do not have the appropriate permissions.")
+            return await self._edit(post, message)
+        return self._call(edit)
+
+    def delete_as(self, user: User, post_id: str) -> None:
+        """`user` deletes their post (as `DELETE /posts/{id}`)."""
+        async def delete() -> None:
+            post = self.posts[post_id]
+            if post["user_id"] != user.id:
+                raise ApiError(403, "api.context.permissions.app_error", "You do not have the appropriate permissions.")
+            await self._delete(post)
+        self._call(delete)
+
     def rebroadcast(self, post_id: str) -> None:
         """Deliver a stored post's `posted` event once more (a duplicate delivery)."""
         self._call(lambda: self._broadcast_posted(self.posts[post_id], self.posts[post_id].get("props", {})
                                                   .get("from_webhook") == "true"))
 
     # --- test API: reading back -----------------------------------------------------------------
+    # What a person sees: deleted posts and edit-history copies are left out.
     def posts_in(self, channel: Channel, by: User | None = None) -> list[dict[str, Any]]:
         return self._call(lambda: [p for p in self.posts.values() if p["channel_id"] == channel.id
-                                   and (by is None or p["user_id"] == by.id)])
+                                   and not p["delete_at"] and (by is None or p["user_id"] == by.id)])
 
     def thread(self, root_id: str, by: User | None = None) -> list[dict[str, Any]]:
         """The replies in a thread, oldest first (edits applied)."""
         return self._call(lambda: [p for p in self.posts.values() if p["root_id"] == root_id
-                                   and (by is None or p["user_id"] == by.id)])
+                                   and not p["delete_at"] and (by is None or p["user_id"] == by.id)])
 
     def file_text(self, file_id: str) -> str:
         return self.files[file_id].data.decode()
@@ -449,6 +511,63 @@ class FakeMattermost:
         return _json([{"id": t.id, "name": t.name, "display_name": t.name, "type": "O"}
                       for t in self.teams.values() if me.id in self.team_members[t.id]])
 
+    async def _users_by_ids(self, request: web.Request) -> web.Response:
+        self._session(request)
+        try:
+            ids = json.loads(await request.read())
+        except ValueError:
+            ids = None
+        if not isinstance(ids, list) or not ids:
+            raise ApiError(400, "api.context.invalid_body_param.app_error",
+                           "Invalid or missing user_ids in request body.")
+        return _json([self.users[i].json() for i in ids if isinstance(i, str) and i in self.users])
+
+    async def _my_channels(self, request: web.Request) -> web.Response:
+        me = self._session(request)
+        if request.match_info["user_id"] not in ("me", me.id):
+            raise ApiError(403, "api.context.permissions.app_error", "You do not have the appropriate permissions.")
+        team_id = request.match_info.get("team_id")
+        if team_id is not None:
+            team_id = self._id_param(request, "team_id")
+            if me.id not in self.team_members.get(team_id, set()):
+                raise ApiError(403, "api.context.permissions.app_error", "You do not have the appropriate permissions.")
+        mine = [c for c in self.channels.values() if me.id in c.members
+                and (team_id is None or c.team_id in (team_id, ""))]
+        return _json([c.json() for c in sorted(mine, key=lambda c: c.name)])
+
+    async def _channel_posts(self, request: web.Request) -> web.Response:
+        me = self._session(request)
+        channel = self._member_channel(me, self._id_param(request, "channel_id"))
+        query = request.query
+        if query.get("before") or query.get("after"):
+            raise ApiError(501, "fake.not_implemented", "before and after are not implemented in the fake")
+        try:
+            since = int(query.get("since") or 0)
+            page, per_page = int(query.get("page") or 0), min(int(query.get("per_page") or 60), 200)
+        except ValueError:
+            raise ApiError(400, "api.context.invalid_url_param.app_error",
+                           "Invalid or missing since parameter in request URL.") from None
+        in_channel = [p for p in self.posts.values() if p["channel_id"] == channel.id]
+        if since > 0:
+            self.stats["posts_since"] += 1
+            if self.before_posts_since is not None:
+                done = self.before_posts_since()
+                if asyncio.iscoroutine(done):
+                    await done
+            # LIMIT without ORDER BY: which posts a capped answer keeps is up to the database
+            changed = [p for p in in_channel if p["update_at"] > since][:self.posts_since_limit]
+            roots = [self.posts[p["root_id"]] for p in changed if p["root_id"]]
+            order = [p["id"] for p in sorted(changed, key=lambda p: p["create_at"], reverse=True)]
+            listed = sorted({p["id"]: p for p in changed + roots}.values(), key=lambda p: p["create_at"],
+                            reverse=True)
+        else:
+            live = sorted((p for p in in_channel if not p["delete_at"]), key=lambda p: p["create_at"], reverse=True)
+            shown = live[page * per_page:(page + 1) * per_page]
+            order = [p["id"] for p in shown]
+            listed = shown + [self.posts[p["root_id"]] for p in shown if p["root_id"]]
+        return _json({"order": order, "posts": {p["id"]: p for p in listed}, "next_post_id": "",
+                      "prev_post_id": "", "has_next": False, "first_inaccessible_post_time": 0})
+
     async def _get_channel(self, request: web.Request) -> web.Response:
         me = self._session(request)
         return _json(self._member_channel(me, self._id_param(request, "channel_id")).json())
@@ -469,7 +588,7 @@ class FakeMattermost:
     async def _get_post(self, request: web.Request) -> web.Response:
         me = self._session(request)
         post = self.posts.get(self._id_param(request, "post_id"))
-        if post is None:
+        if post is None or post["delete_at"]:
             raise ApiError(404, "app.post.get.app_error", "Unable to get the post.")
         self._member_channel(me, post["channel_id"])
         return _json(post)
@@ -477,20 +596,22 @@ class FakeMattermost:
     async def _patch_post(self, request: web.Request) -> web.Response:
         me = self._session(request)
         post = self.posts.get(self._id_param(request, "post_id"))
-        if post is None:
+        if post is None or post["delete_at"]:
             raise ApiError(404, "app.post.get.app_error", "Unable to get the post.")
         if post["user_id"] != me.id:
             raise ApiError(403, "api.context.permissions.app_error", "You do not have the appropriate permissions.")
         body = await self._body(request)
-        if "message" in body:
-            message = body["message"]
-            self._check_message(message)
-            post["message"] = message
-            self.edits.setdefault(post["id"], []).append(message)
-        post["edit_at"] = post["update_at"] = _now_ms()
-        for conn in self._listeners(self.channels[post["channel_id"]]):
-            await conn.event("post_edited", {"post": json.dumps(post)}, post["channel_id"])
-        return _json(post)
+        return _json(await self._edit(post, body.get("message", post["message"])))
+
+    async def _delete_post(self, request: web.Request) -> web.Response:
+        me = self._session(request)
+        post = self.posts.get(self._id_param(request, "post_id"))
+        if post is None or post["delete_at"]:
+            raise ApiError(404, "app.post.get.app_error", "Unable to get the post.")
+        if post["user_id"] != me.id:
+            raise ApiError(403, "api.context.permissions.app_error", "You do not have the appropriate permissions.")
+        await self._delete(post)
+        return _json({"status": "OK"})
 
     async def _upload(self, request: web.Request) -> web.Response:
         me = self._session(request)
@@ -545,6 +666,28 @@ class FakeMattermost:
                            f"Post Message property is longer than the maximum permitted length of "
                            f"{MAX_POST_CHARS} characters.")
 
+    async def _edit(self, post: dict[str, Any], message: Any) -> dict[str, Any]:
+        self._check_message(message)
+        now = self.now_ms()
+        history = dict(post, id=new_id(), original_id=post["id"], delete_at=now, update_at=now)
+        self.posts[history["id"]] = history
+        post["message"] = message
+        self.edits.setdefault(post["id"], []).append(message)
+        post["edit_at"] = post["update_at"] = now
+        channel = self.channels[post["channel_id"]]
+        channel.last_post_at = max(channel.last_post_at, now)
+        for conn in self._listeners(channel):
+            await conn.event("post_edited", {"post": json.dumps(post)}, post["channel_id"])
+        return post
+
+    async def _delete(self, post: dict[str, Any]) -> None:
+        now = self.now_ms()
+        for p in self.posts.values():
+            if p is post or (not post["root_id"] and p["root_id"] == post["id"] and not p["delete_at"]):
+                p["delete_at"] = p["update_at"] = now
+        for conn in self._listeners(self.channels[post["channel_id"]]):
+            await conn.event("post_deleted", {"post": json.dumps(post)}, post["channel_id"])
+
     async def _post(self, user: User, channel: Channel, message: str, root_id: str, props: dict[str, Any],
                     file_ids: list[Any], webhook: bool = False) -> dict[str, Any]:
         if user.id not in channel.members:
@@ -552,7 +695,7 @@ class FakeMattermost:
         self._check_message(message)
         if root_id:
             root = self.posts.get(root_id)
-            if root is None or root["root_id"]:
+            if root is None or root["root_id"] or root["delete_at"]:
                 raise ApiError(400, "api.post.create_post.root_id.app_error", "Invalid RootId parameter.")
             if root["channel_id"] != channel.id:
                 raise ApiError(400, "api.post.create_post.channel_root_id.app_error",
@@ -564,7 +707,7 @@ class FakeMattermost:
             raise ApiError(400, "api.post.create_post.file_ids.app_error", "Invalid file ids.")
         if user.is_bot and not webhook:
             props["from_bot"] = "true"
-        now = _now_ms()
+        now = self.now_ms()
         post: dict[str, Any] = {
             "id": new_id(), "create_at": now, "update_at": now, "edit_at": 0, "delete_at": 0, "is_pinned": False,
             "user_id": user.id, "channel_id": channel.id, "root_id": root_id, "original_id": "",
@@ -578,7 +721,9 @@ class FakeMattermost:
             post["metadata"]["files"] = [f.info() for f in files]  # type: ignore[union-attr]
         if root_id:
             self.posts[root_id]["reply_count"] += 1
+            self.posts[root_id]["update_at"] = now
         self.posts[post["id"]] = post
+        channel.last_post_at = max(channel.last_post_at, now)
         await self._broadcast_posted(post, webhook)
         return post
 
@@ -608,6 +753,9 @@ class FakeMattermost:
 
     # --- the websocket ----------------------------------------------------------------------------
     async def _websocket(self, request: web.Request) -> web.StreamResponse:
+        if self.refusing_websockets:
+            self.stats["ws_refused"] += 1
+            raise ApiError(503, "fake.websocket_refused", "Service unavailable.")
         ws = web.WebSocketResponse(autoping=True)
         await ws.prepare(request)
         conn = _Conn(ws, request)
@@ -647,7 +795,8 @@ class FakeMattermost:
                         "detailed_error": "", "request_id": "", "status_code": 401}})
                 elif req.get("action") == "ping":
                     await conn.reply({"status": "OK", "seq_reply": seq,
-                                      "data": {"text": "pong", "version": SERVER_VERSION, "server_time": _now_ms()}})
+                                      "data": {"text": "pong", "version": SERVER_VERSION,
+                                               "server_time": self.now_ms()}})
                 else:
                     await conn.reply({"status": "FAIL", "seq_reply": seq, "error": {
                         "id": "api.web_socket_router.bad_action.app_error", "message": "Invalid websocket action.",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -320,6 +321,7 @@ def test_config_errors() -> None:
         ({"url": "https://c.example", "token": "t", "ca_file": "/etc/hostname", "verify_tls": False},
          "contradict"),
         ({"url": "https://c.example", "token": "t", "progress_after": -1}, "[mattermost] progress_after"),
+        ({"url": "https://c.example", "token": "t", "catch_up_max_age": -1}, "[mattermost] catch_up_max_age"),
     ]:
         with pytest.raises(ConfigError) as err:
             load_mattermost_config(raw)
@@ -338,6 +340,188 @@ def test_render_markdown() -> None:
     assert title == "*r1 config*"
     assert block == "``````\nbanner ```\n````` x\n``````"  # a fence longer than any run inside
     assert render_markdown(Result(Status.OK, "fine")) == "fine"
+
+
+# --- catching up what was posted while the bot was away ------------------------------------------
+# Each test has a bot account and a channel of its own, so the module's bot never sees them.
+@dataclass
+class Catcher:
+    bot: User
+    token: str
+    channel: Channel
+
+
+def new_catcher(world: World, name: str) -> Catcher:
+    fake = world.fake
+    corp = next(t for t in fake.teams.values() if t.name == "corp")
+    bot = fake.add_user(name, bot=True, teams=(corp,))
+    return Catcher(bot, fake.create_token(bot), fake.add_channel(name, [world.alice, world.bob, bot], corp))
+
+
+def catcher_bot(world: World, lab: Any, workdir: Path, catcher: Catcher, **mattermost: Any) -> BotThread:
+    config = bot_config(world, workdir, catcher.token, allowed_channels=[catcher.channel.name], **mattermost)
+    config["limits"]["commands_per_minute"] = 500  # one person's 50 commands are not a flood here
+    return BotThread(config, lab, "mattermost")
+
+
+def answers_by(world: World, bot: User, command: dict[str, Any]) -> list[dict[str, Any]]:
+    return [p for p in world.fake.thread(command["id"], by=bot) if p["create_at"] >= command["create_at"]]
+
+
+def claims_in_order(workdir: Path) -> list[str]:
+    engine = create_engine(f"sqlite:///{workdir}/bot.sqlite")
+    with engine.connect() as conn:
+        rows = conn.execute(text("select message_id from chat_taken_messages where platform = 'mattermost' "
+                                 "order by rowid")).all()
+    engine.dispose()
+    return [r[0] for r in rows]
+
+
+def wait_answered(world: World, bot: User, commands: list[dict[str, Any]]) -> None:
+    """Until each command has its answer (a "working on it" has become the answer)."""
+    def done(command: dict[str, Any]) -> bool:
+        got = answers_by(world, bot, command)
+        return bool(got) and not any(is_ack(p["message"]) for p in got)
+    wait_for(lambda: all(done(c) for c in commands), f"answers to {len(commands)} commands", timeout=60)
+
+
+def test_posts_made_while_stopped_are_answered_once_oldest_first(world: World, lab: Any, tmp_path: Path) -> None:
+    fake, me = world.fake, new_catcher(world, "catchbot1")
+    before_any_run = fake.post_as(world.alice, me.channel, "!whoami")
+    first = catcher_bot(world, lab, tmp_path, me).start()
+    live = fake.post_as(world.alice, me.channel, "!whoami")
+    wait_answered(world, me.bot, [live])
+    first.stop()
+    missed: list[dict[str, Any]] = []
+    for i in range(50):  # one millisecond apart: posts of the same millisecond have no order
+        wait_for(lambda: not missed or fake.now_ms() > missed[-1]["create_at"], "the server's clock to move on")
+        who = (world.alice, world.bob)[i % 2]
+        missed.append(fake.post_as(who, me.channel, f"!ping 10.0.0.{i + 1} from r1 count 1"))
+    assert not any(answers_by(world, me.bot, c) for c in missed)  # no socket, no event
+    second = catcher_bot(world, lab, tmp_path, me).start()
+    try:
+        wait_answered(world, me.bot, missed)
+        for i, command in enumerate(missed):
+            [reply] = answers_by(world, me.bot, command)
+            assert f"10.0.0.{i + 1} is reachable (1/1) from r1" in reply["message"]
+        assert claims_in_order(tmp_path) == [live["id"]] + [c["id"] for c in missed]  # taken oldest first
+        assert len(answers_by(world, me.bot, live)) == 1
+        assert answers_by(world, me.bot, before_any_run) == []  # the first run catches nothing up
+    finally:
+        second.stop()
+
+
+def test_socket_dropped_then_posts_are_answered_after_reconnect(world: World, lab: Any, tmp_path: Path) -> None:
+    fake, me = world.fake, new_catcher(world, "catchbot2")
+    thread = catcher_bot(world, lab, tmp_path, me).start()
+    try:
+        fake.refuse_websockets(True)
+        refused = fake.stats["ws_refused"]
+        fake.drop_connections(me.bot)
+        wait_for(lambda: fake.stats["ws_refused"] > refused, "the bot to try again and be refused")
+        assert fake.authenticated(me.bot) == 0
+        direct = fake.direct_channel(world.alice, me.bot)
+        missed = [fake.post_as(world.alice, me.channel, "!whoami"), fake.post_as(world.bob, me.channel, "!help"),
+                  fake.post_as(world.alice, direct, "whoami")]
+        during: list[dict[str, Any]] = []
+
+        async def post_during_catch_up() -> None:  # the socket is up: it gets the post, and so may REST
+            fake.before_posts_since = None
+            during.append(await fake._post(world.bob, me.channel, "!whoami", "", {}, []))
+        fake.before_posts_since = post_during_catch_up
+        fake.refuse_websockets(False)
+        wait_answered(world, me.bot, missed)
+        assert answers_by(world, me.bot, missed[0])[0]["message"].startswith("You are alice")
+        assert answers_by(world, me.bot, missed[2])[0]["message"].startswith("You are alice")  # a direct message
+        fake.rebroadcast(missed[0]["id"])  # the socket brings it after all: the claim holds
+        marker = fake.post_as(world.alice, me.channel, "!show version r2")
+        wait_answered(world, me.bot, [marker] + during)
+        assert [len(answers_by(world, me.bot, c)) for c in missed + during] == [1, 1, 1, 1]
+        assert fake.authenticated(me.bot) == 1
+    finally:
+        fake.before_posts_since = None
+        fake.refuse_websockets(False)
+        thread.stop()
+
+
+def test_posts_older_than_catch_up_max_age_are_not_answered(world: World, lab: Any, tmp_path: Path,
+                                                            caplog: pytest.LogCaptureFixture) -> None:
+    fake, me = world.fake, new_catcher(world, "catchbot3")
+    fake.set_clock(-1200)  # what happens now, the server stamps 20 minutes back
+    try:
+        first = catcher_bot(world, lab, tmp_path, me, catch_up_max_age=600).start()
+        live = fake.post_as(world.alice, me.channel, "!whoami")
+        wait_answered(world, me.bot, [live])
+        first.stop()
+        stale = [fake.post_as(world.alice, me.channel, "!whoami"), fake.post_as(world.bob, me.channel, "!help")]
+    finally:
+        fake.set_clock(0)  # 20 minutes later
+    fresh = fake.post_as(world.bob, me.channel, "!whoami")
+    caplog.set_level(logging.INFO, logger="adapters.mattermost")
+    second = catcher_bot(world, lab, tmp_path, me, catch_up_max_age=600).start()
+    try:
+        wait_answered(world, me.bot, [fresh])
+        marker = fake.post_as(world.alice, me.channel, "!show version r1")  # taken after everything before it
+        wait_answered(world, me.bot, [marker])
+        assert [answers_by(world, me.bot, c) for c in stale] == [[], []]
+        assert not any(claimed(tmp_path, c["id"]) for c in stale)
+        # what the operator sees: one line for the channel (the people who asked see nothing)
+        assert f"~{me.channel.name}: the last post the bot saw there is from" in caplog.text
+        assert "posts older than catch_up_max_age (600 s) are not answered" in caplog.text
+    finally:
+        second.stop()
+
+
+def test_restarts_edits_and_deletes_never_run_a_command_twice(world: World, lab: Any, tmp_path: Path) -> None:
+    fake, me = world.fake, new_catcher(world, "catchbot4")
+    catcher_bot(world, lab, tmp_path, me).start().stop()  # the first run: nothing to catch up
+    old = fake.post_as(world.alice, me.channel, "!whoami")
+    thread = catcher_bot(world, lab, tmp_path, me).start()
+    wait_answered(world, me.bot, [old])
+    chatter = fake.post_as(world.bob, me.channel, "hello")
+    wait_answered(world, me.bot, [fake.post_as(world.alice, me.channel, "!whoami")])  # posts are taken in order
+    thread.stop()
+    fake.edit_as(world.alice, old["id"], "!help")  # an edit of a post the bot has seen: not a command
+    fake.edit_as(world.bob, chatter["id"], "!whoami")  # nor is chatter edited into a command later
+    fake.post_as(world.bob, me.channel, "that worked", root_id=old["id"])  # moves the root's update_at
+    gone = fake.post_as(world.alice, me.channel, "!ping 10.0.0.9 from r1")
+    fake.delete_as(world.alice, gone["id"])
+    retyped = fake.post_as(world.bob, me.channel, "!pnig 10.0.0.1 from r1 count 1")
+    fake.edit_as(world.bob, retyped["id"], "!ping 10.0.0.1 from r1 count 1")  # written and fixed while away
+    for _ in range(2):  # restart twice
+        thread = catcher_bot(world, lab, tmp_path, me).start()
+        try:
+            marker = fake.post_as(world.alice, me.channel, "!show version r3")
+            wait_answered(world, me.bot, [marker, retyped])
+        finally:
+            thread.stop()
+    [fixed] = answers_by(world, me.bot, retyped)
+    assert "10.0.0.1 is reachable (1/1) from r1" in fixed["message"]
+    assert len(answers_by(world, me.bot, old)) == 1 and "You are alice" in answers_by(world, me.bot, old)[0]["message"]
+    assert fake.thread(gone["id"], by=me.bot) == [] and not claimed(tmp_path, gone["id"])
+    assert answers_by(world, me.bot, chatter) == [] and not claimed(tmp_path, chatter["id"])
+    assert sorted(claims_in_order(tmp_path)) == sorted(
+        [old["id"], retyped["id"]] + [p["id"] for p in fake.posts_in(me.channel, by=world.alice)
+                                      if p["message"] in ("!show version r3", "!whoami") and p["id"] != old["id"]])
+
+
+def test_catch_up_beyond_the_servers_cap_says_so(world: World, lab: Any, tmp_path: Path,
+                                                 caplog: pytest.LogCaptureFixture,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    fake, me = world.fake, new_catcher(world, "catchbot5")
+    catcher_bot(world, lab, tmp_path, me).start().stop()
+    missed = [fake.post_as(world.alice, me.channel, "!whoami") for _ in range(5)]
+    fake.posts_since_limit = 3  # the server's 1000, smaller
+    monkeypatch.setattr("adapters.mattermost.POSTS_SINCE_CAP", 3)
+    thread = catcher_bot(world, lab, tmp_path, me)
+    try:
+        thread.start()
+        assert f"~{me.channel.name}: 3 posts changed there within catch_up_max_age, as many as the server " \
+               "returns at once: some may be missed" in caplog.text
+        wait_for(lambda: sum(bool(answers_by(world, me.bot, c)) for c in missed) == 3, "three answers")
+    finally:
+        fake.posts_since_limit = 1000
+        thread.stop()
 
 
 # --- the fake's strictness: each rule fails a test when it is taken out -------------------------
@@ -506,3 +690,59 @@ def test_fake_file_rules(world: World) -> None:
     attached = post(alice, world.netops, [info["id"]]).json()
     assert attached["file_ids"] == [info["id"]] and attached["metadata"]["files"][0]["post_id"] == attached["id"]
     assert post(alice, world.netops, [info["id"]]).status_code == 400  # already attached
+
+
+def test_fake_posts_since_is_the_servers_get_posts_since(world: World) -> None:
+    fake, url = world.fake, world.fake.url + "/api/v4"
+    alice = _auth_header(fake.create_token(world.alice))
+    corp = next(t for t in fake.teams.values() if t.name == "corp")
+    channel = fake.add_channel("sincetest", [world.alice, world.bob], corp)
+    root0 = fake.post_as(world.alice, channel, "root0")
+    reply0 = fake.post_as(world.bob, channel, "reply0", root_id=root0["id"])
+    a, b, c = (fake.post_as(u, channel, m) for u, m in ((world.alice, "a"), (world.bob, "b"), (world.alice, "c")))
+    since = fake.now_ms()
+    wait_for(lambda: fake.now_ms() > since, "the server's clock to move on")
+    reply = fake.post_as(world.bob, channel, "reply", root_id=a["id"])  # moves a's update_at
+    fake.edit_as(world.bob, b["id"], "b2")
+    fake.edit_as(world.bob, reply0["id"], "reply0 edited")  # a reply's edit leaves its root alone
+    fake.delete_as(world.alice, c["id"])
+    d = fake.post_as(world.alice, channel, "d")
+
+    resp = httpx.get(f"{url}/channels/{channel.id}/posts", params={"since": since}, headers=alice)
+    assert resp.status_code == 200 and resp.headers["Content-Type"] == "application/json"
+    body = resp.json()
+    order, posts = body["order"], body["posts"]
+    [history] = [p for p in posts.values() if p["original_id"] == b["id"]]
+    [history0] = [p for p in posts.values() if p["original_id"] == reply0["id"]]
+    assert set(order) == {a["id"], b["id"], history["id"], c["id"], reply["id"], reply0["id"], history0["id"],
+                          d["id"]}
+    stamps = [posts[i]["create_at"] for i in order]
+    assert stamps == sorted(stamps, reverse=True) and stamps[0] == d["create_at"]  # newest first
+    assert root0["id"] in posts and root0["id"] not in order  # a reply's root, for context only
+    assert history["message"] == "b" and history["delete_at"] > 0 and history["create_at"] == b["create_at"]
+    assert posts[b["id"]]["message"] == "b2" and posts[b["id"]]["edit_at"] > since
+    assert posts[c["id"]]["delete_at"] > 0 and posts[c["id"]]["message"] == "c"  # deleted, still listed
+    assert posts[a["id"]]["update_at"] > since and posts[a["id"]]["edit_at"] == 0
+    assert body["next_post_id"] == body["prev_post_id"] == ""
+    fake.posts_since_limit = 2
+    try:
+        capped = httpx.get(f"{url}/channels/{channel.id}/posts", params={"since": since}, headers=alice).json()
+        assert len(capped["order"]) == 2
+    finally:
+        fake.posts_since_limit = 1000
+    page = httpx.get(f"{url}/channels/{channel.id}/posts", params={"per_page": 3}, headers=alice).json()
+    assert len(page["order"]) == 3 and d["id"] in page["order"]  # the newest, without deleted posts
+    assert not {c["id"], history["id"], history0["id"]} & set(page["order"])
+    assert httpx.get(f"{url}/channels/{world.dm.id}/posts", params={"since": 1}, headers=alice).status_code == 200
+    bob = _auth_header(fake.create_token(world.bob))
+    assert httpx.get(f"{url}/channels/{world.dm.id}/posts", params={"since": 1}, headers=bob).status_code == 403
+
+    listed = httpx.get(f"{url}/users/me/teams/{corp.id}/channels", headers=alice).json()
+    names = [ch["name"] for ch in listed]
+    assert names == sorted(names) and "sincetest" in names and world.dm.name in names
+    assert world.elsewhere.id not in [ch["id"] for ch in listed]  # another team's channel
+    assert next(ch for ch in listed if ch["id"] == channel.id)["last_post_at"] == d["create_at"]
+    everywhere = httpx.get(f"{url}/users/me/channels", headers=alice).json()
+    assert world.elsewhere.id in [ch["id"] for ch in everywhere]
+    users = httpx.post(f"{url}/users/ids", headers=alice, json=[world.bob.id, "x" * 26]).json()
+    assert [u["username"] for u in users] == ["bob"]
