@@ -132,6 +132,7 @@ def lab_access(lab: object) -> "LabAccess":
         apic_url=lab.apic.url,  # type: ignore[attr-defined]
         apic_username=lab.apic.username,  # type: ignore[attr-defined]
         apic_password=lab.apic.password,  # type: ignore[attr-defined]
+        known_hosts=lab.known_hosts,  # type: ignore[attr-defined]
     )
 
 
