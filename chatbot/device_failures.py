@@ -108,24 +108,24 @@ def _host_key(chain: list[BaseException], device: str, timeout: float) -> str | 
 
 def _address(chain: list[BaseException], device: str, timeout: float) -> str | None:
     if _find(chain, CannotResolve, socket.gaierror):
-        return "cannot resolve the device's host name"
+        return "unreachable: cannot resolve the device's host name"
     if _find(chain, ConnectionRefusedError):
-        return "connection refused (nothing listens on the SSH port)"
+        return "unreachable: connection refused"
     if _find(chain, ConnectTimedOut):
-        return "connection timed out (no answer to the TCP connection)"
+        return "unreachable: connection timed out"
     if _find(chain, NoRoute):
         return "unreachable: no route to the device"
     failed = _find(chain, CannotConnect)
     if failed is not None:
         cause = failed.__cause__
         reason = os.strerror(cause.errno) if isinstance(cause, OSError) and cause.errno else "connection failed"
-        return f"cannot connect: {reason.lower()}"
+        return f"unreachable: {reason.lower()}"
     return None
 
 
 def _login(chain: list[BaseException], device: str, timeout: float) -> str | None:
     if _find(chain, LoginRefused):
-        return "authentication failed (check the device username and password)"
+        return "authentication failed (check the device credentials)"
     # scrapli's privilege escalation reports a secret the device did not take as
     # ScrapliAuthenticationFailed raised from the ScrapliTimeout of the wait for the
     # privileged prompt (NetworkDriver._escalate), or as ScrapliPrivilegeError.
@@ -135,7 +135,7 @@ def _login(chain: list[BaseException], device: str, timeout: float) -> str | Non
     if auth is not None:
         if isinstance(auth.__cause__, ScrapliTimeout):
             return "enable failed (check the enable secret)"
-        return "authentication failed (check the device username and password)"
+        return "authentication failed (check the device credentials)"
     return None
 
 
@@ -148,7 +148,7 @@ def _silence(chain: list[BaseException], device: str, timeout: float) -> str | N
 def _closed(chain: list[BaseException], device: str, timeout: float) -> str | None:
     if _find(chain, ScrapliConnectionNotOpened, ScrapliConnectionError, EOFError, ConnectionError,
              ssh2_errors.SSH2Error):
-        return "the device closed the session"
+        return "connection lost: the device closed the session"
     return None
 
 
