@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 
 def device_problems(ctx: TaskContext, devices: list[str], *, offline: bool = False) -> dict[str, str]:
-    """Device -> one line saying what is wrong; devices that are fine are absent.
+    """Device -> one line saying what is wrong, in the order given; devices that are fine are absent.
     Offline, only what the inventory alone can tell (an unsupported platform)."""
     problems: dict[str, str] = {}
     timeout = ctx.config.limits.device_timeout
@@ -40,7 +40,7 @@ def device_problems(ctx: TaskContext, devices: list[str], *, offline: bool = Fal
         elif multi[0].exception is not None:
             problems[name] = describe_failure(multi[0].exception, name, timeout)
             log.debug("%s: check failed (%s)", name, type(multi[0].exception).__name__)
-    return problems
+    return {name: problems[name] for name in devices if name in problems}  # in inventory order
 
 
 def _log_in(task: Task) -> Result:

@@ -34,7 +34,7 @@ def keyscan(server: RealSshd) -> str:
     return out
 
 
-def context(tmp_path: Path, server: RealSshd, known_hosts: Path, *, host_keys: str = "strict",
+def context(tmp_path: Path, server: RealSshd, known_hosts: Path | None, *, host_keys: str | None = "strict",
             hostname: str = "127.0.0.1", port: int | None = None, key: Path | None = None,
             enable: str = "en-secret", platform: str = "cisco_iosxe") -> TaskContext:
     inventory = tmp_path / "inventory"
@@ -45,11 +45,13 @@ def context(tmp_path: Path, server: RealSshd, known_hosts: Path, *, host_keys: s
     # The test sshd logs in with a key only (no system password is touched).
     (inventory / "defaults.yaml").write_text(
         f"connection_options:\n  scrapli:\n    extras:\n      auth_private_key: {key or server.client_key}\n")
-    config = parse_config({
-        "inventory": {"path": str(inventory), "username": server.user, "password": "not-used",
-                      "enable_secret": enable, "host_keys": host_keys, "known_hosts": str(known_hosts)},
-        "limits": {"device_timeout": 15, "connect_timeout": 5},
-    })
+    settings: dict[str, Any] = {"path": str(inventory), "username": server.user, "password": "not-used",
+                                "enable_secret": enable}
+    if host_keys is not None:
+        settings["host_keys"] = host_keys
+    if known_hosts is not None:
+        settings["known_hosts"] = str(known_hosts)
+    config = parse_config({"inventory": settings, "limits": {"device_timeout": 15, "connect_timeout": 5}})
     return build_context(config)
 
 
@@ -70,6 +72,20 @@ def test_strict_with_an_openssh_port_entry_connects(tmp_path: Path, sshd: RealSs
     out = show_version(context(tmp_path, sshd, known))
     assert out.ok, out.error
     assert "Cisco IOS XE Software" in out.output
+
+
+def test_default_settings_use_the_users_known_hosts(tmp_path: Path, sshd: RealSshd,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """No host-key setting at all: strict, against ~/.ssh/known_hosts as OpenSSH wrote it."""
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    (home / ".ssh" / "known_hosts").write_text(keyscan(sshd))
+    monkeypatch.setenv("HOME", str(home))
+    out = show_version(context(tmp_path, sshd, None, host_keys=None))
+    assert out.ok, out.error
+    (home / ".ssh" / "known_hosts").write_text("")
+    out = show_version(context(tmp_path, sshd, None, host_keys=None))
+    assert out.error.startswith("host key unknown: ") and str(home / ".ssh" / "known_hosts") in out.error
 
 
 def test_strict_with_a_hashed_entry_connects(tmp_path: Path, sshd: RealSshd) -> None:
