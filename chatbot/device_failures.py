@@ -25,7 +25,14 @@ from scrapli.exceptions import (
 )
 
 from chatbot.hostkeys import HostKeyChanged, HostKeyError, HostKeyRevoked, HostKeyUnknown
-from chatbot.ssh_transport import CannotConnect, CannotResolve, ConnectTimedOut, LoginRefused, NoRoute
+from chatbot.ssh_transport import (
+    CannotConnect,
+    CannotResolve,
+    ConnectTimedOut,
+    HandshakeFailed,
+    LoginRefused,
+    NoRoute,
+)
 
 
 class PlatformNotSupported(Exception):
@@ -145,9 +152,14 @@ def _silence(chain: list[BaseException], device: str, timeout: float) -> str | N
     return None
 
 
+_PEER_CLOSED = (ssh2_errors.SocketDisconnectError, ssh2_errors.SocketRecvError, EOFError, ConnectionError)
+
+
 def _closed(chain: list[BaseException], device: str, timeout: float) -> str | None:
-    if _find(chain, ScrapliConnectionNotOpened, ScrapliConnectionError, EOFError, ConnectionError,
-             ssh2_errors.SSH2Error):
+    handshake = _find(chain, HandshakeFailed)
+    if handshake is not None and not isinstance(handshake.__cause__, _PEER_CLOSED):
+        return "SSH handshake failed (no algorithm in common with the device?)"
+    if _find(chain, ScrapliConnectionNotOpened, ScrapliConnectionError, ssh2_errors.SSH2Error, *_PEER_CLOSED):
         return "connection lost: the device closed the session"
     return None
 

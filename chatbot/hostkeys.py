@@ -24,6 +24,7 @@ import binascii
 import fcntl
 import hashlib
 import hmac
+import logging
 import os
 from dataclasses import dataclass
 from enum import Enum
@@ -32,6 +33,8 @@ from typing import Sequence
 
 import asyncssh
 from asyncssh.public_key import SSHKey, decode_ssh_public_key
+
+log = logging.getLogger(__name__)
 
 DEFAULT_KNOWN_HOSTS = Path("~/.ssh/known_hosts")
 # libssh2's host-key algorithms for plain keys (no certificates: see the docstring).
@@ -132,6 +135,8 @@ def verify_host_key(policy: HostKeyPolicy, host: str, addr: str, port: int, key_
             if _trusted(policy, host, addr, port, key):
                 return
             append_known_host(policy.known_hosts, host, port, key)
+        log.warning("host key of %s accepted on first use: %s, written to %s",
+                    known_entry_name(host, port), fingerprint(key), policy.known_hosts)
         return
     raise HostKeyUnknown(host, port, fingerprint(key), policy.known_hosts)
 

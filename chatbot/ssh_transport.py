@@ -93,7 +93,10 @@ class NetbotTransport(Ssh2Transport):
         try:
             self._open_session(policy)
         except BaseException:
-            self.socket.close()  # a refused session must not leave its socket behind
+            # A refused session must not leave its socket behind (scrapli's Socket.close
+            # skips a socket the peer already closed).
+            if self.socket.sock is not None:
+                self.socket.sock.close()
             self.session = None
             raise
         self._post_open_closing_log(closing=False)
@@ -138,7 +141,7 @@ def scan_host_key(host: str, port: int, timeout: float, algorithms: list[str]) -
             session.disconnect()
         return sock.sock.getpeername()[0], blob
     finally:
-        sock.close()
+        sock.sock.close()
 
 
 def scrapli_transport_extras(policy: HostKeyPolicy) -> dict[str, Any]:

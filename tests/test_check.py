@@ -179,3 +179,45 @@ def test_bad_targets_are_one_line(clean: Lab, tmp_path: Path, capsys: pytest.Cap
     assert main(["check", "--config", str(config), "--devices", "group:nope"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("chatbot: unknown group 'nope'") and err.count("\n") == 1
+
+
+def test_matrix_token_is_checked_with_whoami(clean: Lab, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A homeserver stand-in that knows one token (the real Synapse runs in test_matrix.py)."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Homeserver(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            good = self.headers.get("Authorization") == "Bearer syt_good"
+            ok = self.path == "/_matrix/client/v3/account/whoami" and good
+            body = json.dumps({"user_id": "@netbot:corp.example"} if ok else
+                              {"errcode": "M_UNKNOWN_TOKEN", "error": "Unknown token"}).encode()
+            self.send_response(200 if ok else 401)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Homeserver)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        results = []
+        for token in ("syt_good", "syt_revoked"):
+            config = write_setup(tmp_path, clean, extra=f"""
+[matrix]
+homeserver = "http://127.0.0.1:{server.server_address[1]}"
+user_id = "@netbot:corp.example"
+access_token = "{token}"
+store_dir = "{tmp_path}/store"
+""")
+            results.append(run_check(capsys, "--config", str(config), "--devices", "r1"))
+    finally:
+        server.shutdown()
+        server.server_close()
+    (good_code, _), (bad_code, bad_lines) = results
+    assert good_code == 0
+    assert bad_code == 1 and bad_lines[1:] == ["matrix: the homeserver refused the access token", "1 problem found"]

@@ -4,6 +4,7 @@ The same reasons against a real OpenSSH server are in test_real_sshd.py."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 from typing import Any
 
@@ -94,3 +95,30 @@ def test_connect_timeout_is_not_a_silent_device(lab: Lab) -> None:
             filler.close()
         listener.close()
     assert out.error == "unreachable: connection timed out"
+
+
+def test_a_listener_that_hangs_up_at_once(lab: Lab) -> None:
+    """TCP accepted, then closed before the SSH handshake (a device's session limit, an
+    access list on the vty lines)."""
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(5)
+    port = listener.getsockname()[1]
+
+    def hang_up() -> None:
+        with contextlib.suppress(OSError):
+            conn, _ = listener.accept()
+            conn.close()
+
+    thread = threading.Thread(target=hang_up, daemon=True)
+    thread.start()
+    inventory = lab.nornir_inventory()
+    inventory["hosts"]["r7"].update(hostname="127.0.0.1", port=port)
+    try:
+        [out] = run_on_devices(lab_context(lab, inventory=inventory), ["r7"], "show clock")
+    finally:
+        listener.close()
+        thread.join(5)
+    assert out.error == "connection lost: the device closed the session"
