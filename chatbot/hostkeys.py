@@ -26,6 +26,7 @@ import hashlib
 import hmac
 import logging
 import os
+import threading
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -103,10 +104,34 @@ class KnownKeys:
 
 def known_keys(path: Path, host: str, addr: str, port: int | None) -> KnownKeys:
     """The keys the file trusts and revokes for this host; none when the file is absent."""
-    if not path.is_file():
+    parsed = _parsed(path)
+    if parsed is None:
         return KnownKeys((), ())
-    matched = asyncssh.read_known_hosts(str(path)).match(host, addr, port)
+    matched = parsed.match(host, addr, port)
     return KnownKeys(trusted=matched[0], revoked=matched[2])
+
+
+_cache: dict[Path, tuple[tuple[int, int, int], asyncssh.SSHKnownHosts]] = {}
+_cache_lock = threading.Lock()
+
+
+def _parsed(path: Path) -> asyncssh.SSHKnownHosts | None:
+    """The file parsed once per version: parsing costs more than a whole device session
+    once the file has a few hundred lines (12 ms for 1,000 lines here), and every session
+    needs it twice. A changed file (other inode, size or mtime) is parsed again."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    version = (st.st_ino, st.st_size, st.st_mtime_ns)
+    with _cache_lock:
+        cached = _cache.get(path)
+        if cached is not None and cached[0] == version:
+            return cached[1]
+    parsed = asyncssh.read_known_hosts(str(path))
+    with _cache_lock:
+        _cache[path] = (version, parsed)
+    return parsed
 
 
 def preferred_algorithms(path: Path, host: str, addr: str, port: int | None) -> list[str]:
