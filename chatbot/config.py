@@ -74,6 +74,10 @@ class InventoryConfig(SecretSection):
             self.host_keys = "strict" if self.strict_host_keys else "off"
         if self.transport != "ssh2" and self.host_keys == "accept-new":
             raise ValueError(f'host_keys = "accept-new" needs transport = "ssh2" (not "{self.transport}")')
+        if self.transport in ("asyncssh", "paramiko") and self.host_keys == "strict":
+            # scrapli checks keys itself for these, matching the bare host name only.
+            raise ValueError(f'transport "{self.transport}" cannot read [host]:port or hashed known-hosts '
+                             'entries: use transport = "ssh2" (the default) or "system"')
         return self
 
 

@@ -162,6 +162,9 @@ def test_host_key_settings() -> None:
         parse_config({"inventory": {"host_keys": "yes"}})
     with pytest.raises(ConfigError, match='accept-new" needs transport = "ssh2"'):
         parse_config({"inventory": {"host_keys": "accept-new", "transport": "system"}})
+    with pytest.raises(ConfigError, match='transport "paramiko" cannot read'):
+        parse_config({"inventory": {"transport": "paramiko"}})
+    assert parse_config({"inventory": {"transport": "system"}}).inventory.host_keys == "strict"
 
 
 # -- the lab, checked strictly -------------------------------------------------------------------
