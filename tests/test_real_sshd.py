@@ -192,3 +192,21 @@ def test_unsupported_platform_is_refused_before_connecting(tmp_path: Path, sshd:
     out = show_version(context(tmp_path, sshd, tmp_path / "known_hosts", platform="linux"))
     assert out.error.startswith("platform linux is not supported (use cisco_iosxe")
     assert "Connection from" not in sshd.log_text()
+
+
+def test_chatbot_trust_then_strict_connects(tmp_path: Path, sshd: RealSshd,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    from chatbot.cli import main
+
+    known = tmp_path / "known_hosts"
+    ctx = context(tmp_path, sshd, known)  # writes the inventory
+    config = tmp_path / "bot.toml"
+    config.write_text(f'[inventory]\npath = "{tmp_path / "inventory"}"\nknown_hosts = "{known}"\n')
+    assert main(["trust", "r1", "--config", str(config)]) == 0
+    printed = capsys.readouterr().out
+    fingerprint = subprocess.run(["ssh-keygen", "-lf", str(sshd.host_key_path) + ".pub"], capture_output=True,
+                                 text=True, check=True, timeout=30).stdout.split()[1]
+    assert printed.startswith(f"r1: ssh-ed25519 {fingerprint} added ([127.0.0.1]:{sshd.port} in {known})")
+    assert known.read_text() == f"[127.0.0.1]:{sshd.port} {sshd.host_public_key}\n"
+    assert "Accepted key" not in sshd.log_text()  # a key scan, no login
+    assert show_version(ctx).ok
