@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,12 +14,14 @@ from chatbot.bot import Bot, all_permissions
 from chatbot.config import ApicConfig, Config
 from chatbot.context import TaskContext
 from chatbot.errors import UserError
+from chatbot.hostkeys import DEFAULT_KNOWN_HOSTS, HostKeyMode, HostKeyPolicy
 from chatbot.inventory import Credentials, DeviceInventory, build_nornir
 from chatbot.jobs import JobRunner, JobStore
 from chatbot.monitoring import MonitorService, load_check_kinds
 from chatbot.limits import DeviceGate
 from chatbot.plugins import load_registry
 from chatbot.secrets import resolve_secret
+from chatbot.ssh_transport import scrapli_transport_extras
 
 log = logging.getLogger(__name__)
 
@@ -34,26 +37,47 @@ class LabAccess:
     apic_url: str
     apic_username: str
     apic_password: str
+    # Where the lab published its host keys; the bot checks them strictly. None (a lab
+    # that was never started): every key counts as unknown.
+    known_hosts: Path | None = None
 
 
-def scrapli_defaults(config: Config) -> dict[str, Any]:
+def host_key_policy(config: Config) -> HostKeyPolicy:
+    inventory = config.inventory
+    return HostKeyPolicy(HostKeyMode(inventory.host_keys),
+                         (inventory.known_hosts or DEFAULT_KNOWN_HOSTS).expanduser())
+
+
+def scrapli_defaults(config: Config, policy: HostKeyPolicy | None = None) -> dict[str, Any]:
     limits = config.limits
-    return {
-        "transport": config.inventory.transport,
-        "auth_strict_key": config.inventory.strict_host_keys,
+    inventory = config.inventory
+    policy = policy or host_key_policy(config)
+    if inventory.strict_host_keys is not None:
+        log.warning("[inventory] strict_host_keys is deprecated: write host_keys = \"%s\"", inventory.host_keys)
+    extras: dict[str, Any] = {
         "timeout_socket": limits.connect_timeout,
         "timeout_transport": limits.device_timeout,  # longest silence a device may keep
         "timeout_ops": limits.operation_timeout,
     }
+    if inventory.transport == "ssh2":
+        # libssh2 through our transport, which checks host keys as OpenSSH does (chatbot/ssh_transport.py).
+        extras.update(scrapli_transport_extras(policy))
+    else:  # another scrapli transport checks keys itself; it knows "strict" and "off" only
+        extras["transport"] = inventory.transport
+        extras["auth_strict_key"] = policy.mode is HostKeyMode.STRICT
+        extras["ssh_known_hosts_file"] = str(policy.known_hosts)
+    return extras
 
 
 def build_context(config: Config, lab: LabAccess | None = None) -> TaskContext:
-    extras = scrapli_defaults(config)
     workers = config.limits.workers
     if lab is not None:
-        extras["auth_strict_key"] = False  # the lab makes a new host key at every start
+        # The lab publishes its host keys: the bot checks them as strictly as a real device's.
+        extras = scrapli_defaults(config, HostKeyPolicy(HostKeyMode.STRICT, lab.known_hosts or Path(os.devnull)))
         nr = build_nornir(data=lab.inventory, workers=workers, scrapli_extras=extras,
                           credentials=Credentials(lab.username, lab.password, lab.enable_secret))
+        # The lab's inventory disables key checks for other clients; not for the bot.
+        nr.inventory.defaults.connection_options["scrapli"].extras.update(extras)
         config.apic.setdefault("apic1", ApicConfig(url=lab.apic_url, username=lab.apic_username,
                                                    password=lab.apic_password))
     else:
@@ -68,7 +92,7 @@ def build_context(config: Config, lab: LabAccess | None = None) -> TaskContext:
         path = Path(config.inventory.path)
         if not (path / "hosts.yaml").is_file():
             raise UserError(f"[inventory] path: {path}/hosts.yaml not found")
-        nr = build_nornir(path=path, workers=workers, scrapli_extras=extras, credentials=creds)
+        nr = build_nornir(path=path, workers=workers, scrapli_extras=scrapli_defaults(config), credentials=creds)
     gate = DeviceGate(per_device=config.limits.sessions_per_device, total=workers)
     return TaskContext(inventory=DeviceInventory(nr), config=config, lab_mode=lab is not None, gate=gate)
 

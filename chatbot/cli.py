@@ -10,16 +10,18 @@ import sys
 from pathlib import Path
 
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from chatbot.config import Config, load_config
 from chatbot.errors import UserError
 
 if TYPE_CHECKING:
     from chatbot.app import LabAccess
+    from chatbot.context import ApicEndpoint
 
 log = logging.getLogger("chatbot")
 LAB_SECRETS_DIR = Path("var/lab-secrets")
+LAB_KNOWN_HOSTS = Path("var/lab-known_hosts")  # rewritten at every lab start: its keys are new each time
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,9 +62,20 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--config", type=Path, required=True)
     run.set_defaults(func=cmd_run)
 
-    check = sub.add_parser("check", help="validate config, inventory and credentials, then exit")
+    check = sub.add_parser("check", help="validate config and inventory, log in to every device, reach each "
+                                          "APIC and chat server; one line per problem, exit 1 on any")
     check.add_argument("--config", type=Path, required=True)
+    check.add_argument("--offline", action="store_true", help="only validate the files: contact nothing")
+    check.add_argument("--devices", metavar="TARGETS", help="log in to these devices only (r1,r2, group:core, site:hq)")
     check.set_defaults(func=cmd_check)
+
+    trust = sub.add_parser("trust", help="fetch devices' SSH host keys (like ssh-keyscan) and add them "
+                                          "to the known-hosts file")
+    trust.add_argument("targets", help="r1 | r1,r2 | group:core | site:hq | all")
+    trust.add_argument("--config", type=Path, required=True)
+    trust.add_argument("--replace", action="store_true",
+                       help="replace a device's known key that changed (only once you know why it changed)")
+    trust.set_defaults(func=cmd_trust)
 
     audit = sub.add_parser("audit", help="read the audit log")
     audit.add_argument("--config", type=Path, required=True)
@@ -132,6 +145,7 @@ def lab_access(lab: object) -> "LabAccess":
         apic_url=lab.apic.url,  # type: ignore[attr-defined]
         apic_username=lab.apic.username,  # type: ignore[attr-defined]
         apic_password=lab.apic.password,  # type: ignore[attr-defined]
+        known_hosts=lab.known_hosts,  # type: ignore[attr-defined]
     )
 
 
@@ -142,7 +156,8 @@ def cmd_lab(args: argparse.Namespace) -> int:
     secrets = _lab_secrets()
     try:
         lab = Lab(devices=args.devices, delay=args.delay, port=args.port, apic_port=args.apic_port,
-                  password=secrets["password"], enable_secret=secrets["enable_secret"])
+                  password=secrets["password"], enable_secret=secrets["enable_secret"],
+                  known_hosts=LAB_KNOWN_HOSTS)
     except ValueError as err:
         raise UserError(f"lab: {err}") from None
     lab.apic.password = secrets["apic_password"]
@@ -159,7 +174,7 @@ def cmd_lab(args: argparse.Namespace) -> int:
             print(f"lab: {len(lab.devices)} devices: " + ", ".join(f"{d.name} {d.host}:{d.port}" for d in first)
                   + (", ..." if len(lab.devices) > 3 else ""))
             print(f"lab: APIC apic1 at {lab.apic.url}")
-            print(f"lab: credentials in {LAB_SECRETS_DIR}/ (user {lab.username}); "
+            print(f"lab: credentials in {LAB_SECRETS_DIR}/ (user {lab.username}), host keys in {LAB_KNOWN_HOSTS}; "
                   "a bot uses them with: chatbot shell --config deploy/lab.toml. Ctrl-C stops.", flush=True)
             await asyncio.Event().wait()
         finally:
@@ -246,6 +261,7 @@ async def serve(config: Config) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     from chatbot.app import build_bot
+    from chatbot.preflight import device_problems
 
     config = load_config(args.config)
     if config.inventory.lab:
@@ -254,26 +270,106 @@ def cmd_check(args: argparse.Namespace) -> int:
     from adapters.bridges import BridgeResolver
 
     BridgeResolver(config.bridges)  # bridge patterns and relay formats
-    if config.matrix is not None:
-        from adapters.matrix import load_matrix_config
-
-        load_matrix_config(config.matrix).secret("password")
-    if config.mattermost is not None:
-        from adapters.mattermost import load_mattermost_config
-
-        load_mattermost_config(config.mattermost)
-    if config.slack is not None:
-        from adapters.slack import load_slack_config
-
-        load_slack_config(config.slack).tokens()  # reads both secrets, checks their kinds
+    chat = _chat_configs(config)
     ctx = bot.context
-    for name in ctx.apic_names():
-        ctx.apic(name)  # resolves the password reference: a missing secret is an error here
+    endpoints = [ctx.apic(name) for name in ctx.apic_names()]  # a missing secret is an error here
+    devices = ctx.inventory.resolve(args.devices) if args.devices else list(ctx.inventory.devices)
     grants = "no [access] section: only the local terminal may run commands" if config.access is None \
         else f"{len(bot.policy.grants)} grants"
     print(f"config ok: {len(ctx.inventory.devices)} devices, {len(ctx.inventory.groups())} groups, "
-          f"{len(ctx.apic_names())} APIC, {len(list(bot.registry))} commands, {grants}")
+          f"{len(ctx.apic_names())} APIC, {len(list(bot.registry))} commands, {grants}", flush=True)
+    problems = [f"device {name}: {line}" for name, line in
+                device_problems(ctx, devices, offline=args.offline).items()]
+    if not args.offline:
+        problems += [line for e in endpoints if (line := _apic_problem(e))]
+        problems += [f"{platform}: {line}" for platform, probe in chat if (line := probe())]
+    for line in problems:
+        print(line)
+    if problems:
+        print(f"{len(problems)} problem{'s' if len(problems) > 1 else ''} found")
+        return 1
+    what = "offline: config and inventory only" if args.offline else \
+        f"{len(devices)} devices logged in, {len(endpoints)} APIC and {len(chat)} chat servers reached"
+    print(f"all checks passed ({what})")
     return 0
+
+
+def _chat_configs(config: Config) -> list[tuple[str, Callable[[], str | None]]]:
+    """Each configured chat platform, its settings validated now, with its reachability probe."""
+    from adapters import reachability
+
+    probes: list[tuple[str, Callable[[], str | None]]] = []
+    if config.matrix is not None:
+        from adapters.matrix import load_matrix_config
+
+        matrix = load_matrix_config(config.matrix)
+        matrix.secret("password")
+        probes.append(("matrix", lambda: reachability.matrix_problem(matrix)))
+    if config.mattermost is not None:
+        from adapters.mattermost import load_mattermost_config
+
+        mattermost = load_mattermost_config(config.mattermost)
+        probes.append(("mattermost", lambda: reachability.mattermost_problem(mattermost)))
+    if config.slack is not None:
+        from adapters.slack import load_slack_config
+
+        slack = load_slack_config(config.slack)
+        slack.tokens()  # reads both secrets, checks their kinds
+        probes.append(("slack", lambda: reachability.slack_problem(slack)))
+    return probes
+
+
+def _apic_problem(endpoint: "ApicEndpoint") -> str | None:
+    """Log in and read the fabric health, as `!apic health` does; then log out.
+    The line names the APIC ("APIC fabric1 rejected the login: ...")."""
+    from chatbot.errors import TaskFailure
+    from tasks._apic_client import ApicClient
+
+    client = ApicClient(endpoint)
+    try:
+        client.get_class("fabricHealthTotal")
+    except TaskFailure as err:
+        return str(err)
+    finally:
+        client.logout()
+    return None
+
+
+def cmd_trust(args: argparse.Namespace) -> int:
+    from chatbot.app import build_context, host_key_policy
+    from chatbot.device_failures import describe_failure
+    from chatbot.hostkeys import (HostKeyChanged, HostKeyError, fingerprint, known_entry_name,
+                                  preferred_algorithms, trust_host_key)
+    from chatbot.ssh_transport import scan_host_key
+    from asyncssh.public_key import decode_ssh_public_key
+
+    config = load_config(args.config)
+    ctx = build_context(config)
+    path = host_key_policy(config).known_hosts
+    failed = 0
+    for name in ctx.inventory.resolve(args.targets):
+        info = ctx.inventory.devices[name]
+        port = info.port or 22
+        try:
+            addr, blob = scan_host_key(info.address, port, config.limits.connect_timeout,
+                                       preferred_algorithms(path, info.address, info.address, port))
+            shown = fingerprint(decode_ssh_public_key(blob))
+            done = trust_host_key(path, info.address, addr, port, blob, replace=args.replace)
+        except HostKeyChanged as err:
+            failed += 1
+            print(f"{name}: host key changed: the device shows {err.fingerprint}, {path} has another key "
+                  f"for {known_entry_name(info.address, port)}; kept (add --replace once you know why)")
+            continue
+        except HostKeyError as err:
+            failed += 1
+            print(f"{name}: {err.problem}: {err.fingerprint} (see {path}); not added")
+            continue
+        except Exception as err:  # any session failure: one classified line per device
+            failed += 1
+            print(f"{name}: {describe_failure(err, name, config.limits.connect_timeout)}")
+            continue
+        print(f"{name}: {shown} {done} ({known_entry_name(info.address, port)} in {path})")
+    return 1 if failed else 0
 
 
 def cmd_audit(args: argparse.Namespace) -> int:

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from chatbot.errors import UserError
 
@@ -60,7 +60,25 @@ class InventoryConfig(SecretSection):
     lab: bool = False
     username: str | None = None
     transport: str = "ssh2"  # in-process libssh2: lowest client CPU measured here
-    strict_host_keys: bool = True
+    # As OpenSSH's StrictHostKeyChecking: "strict", "accept-new" (trust on first use), "off" (unsafe).
+    host_keys: Literal["strict", "accept-new", "off"] = "strict"
+    known_hosts: Path | None = None  # default: the user's ~/.ssh/known_hosts
+    # Deprecated alias of host_keys (true = "strict", false = "off"), still honoured.
+    strict_host_keys: bool | None = None
+
+    @model_validator(mode="after")
+    def _host_key_settings(self) -> InventoryConfig:
+        if self.strict_host_keys is not None:
+            if "host_keys" in self.model_fields_set:
+                raise ValueError("strict_host_keys is the old name of host_keys: keep only host_keys")
+            self.host_keys = "strict" if self.strict_host_keys else "off"
+        if self.transport != "ssh2" and self.host_keys == "accept-new":
+            raise ValueError(f'host_keys = "accept-new" needs transport = "ssh2" (not "{self.transport}")')
+        if self.transport in ("asyncssh", "paramiko") and self.host_keys == "strict":
+            # scrapli checks keys itself for these, matching the bare host name only.
+            raise ValueError(f'transport "{self.transport}" cannot read [host]:port or hashed known-hosts '
+                             'entries: use transport = "ssh2" (the default) or "system"')
+        return self
 
 
 class ApicConfig(SecretSection):

@@ -15,13 +15,8 @@ from typing import Any, Callable
 
 from nornir.core.task import Result as NornirResult
 from nornir.core.task import Task
-from scrapli.exceptions import (
-    ScrapliAuthenticationFailed,
-    ScrapliConnectionError,
-    ScrapliConnectionNotOpened,
-    ScrapliTimeout,
-)
 
+from chatbot import device_failures
 from chatbot.context import TaskContext
 from chatbot.jobs import Job, current_job
 from chatbot.limits import background_work
@@ -44,7 +39,10 @@ class DeviceOutput:
 def run_on_devices(ctx: TaskContext, devices: list[str], command: str, *,
                    textfsm: bool = False, timeout: float | None = None) -> list[DeviceOutput]:
     """Send `command` (already validated) to each device; one DeviceOutput per device, in order."""
-    wanted = set(devices)
+    # A platform no driver handles fails here, once, before any connection is tried.
+    refused = {name: problem for name in devices
+               if (problem := device_failures.unsupported_platform(ctx.inventory.devices[name].platform))}
+    wanted = set(devices) - set(refused)
     # Nornir's worker threads do not inherit context variables: read them here.
     job = current_job.get()  # set by the job runner
     background = background_work.get()  # set by the monitoring service
@@ -55,13 +53,16 @@ def run_on_devices(ctx: TaskContext, devices: list[str], command: str, *,
                      name=command, raise_on_error=False, on_failed=True)
     outputs = []
     for name in devices:
+        if name in refused:
+            outputs.append(DeviceOutput(name, False, error=describe_failure(refused[name], ctx, name)))
+            continue
         multi = results.get(name)
         if multi is None:
             outputs.append(DeviceOutput(name, False, error="not run"))
             continue
         first = multi[0]
         if first.exception is not None:
-            error = describe_failure(first.exception, ctx)
+            error = describe_failure(first.exception, ctx, name)
             log.warning("%s: %r failed: %s (%s)", name, command, error, type(first.exception).__name__)
             outputs.append(DeviceOutput(name, False, error=error))
         else:
@@ -125,36 +126,9 @@ def _device_error(output: str) -> str:
     return "the command failed"
 
 
-def describe_failure(exc: BaseException, ctx: TaskContext) -> str:
-    """One line a network engineer understands, for any session failure."""
-    chain = _cause_chain(exc)
-    text = " ".join(str(e).lower() for e in chain)
-    # A timeout anywhere in the chain wins: scrapli reports a slow enable prompt as an
-    # authentication failure, but the device was slow, not the password wrong.
-    if any(isinstance(e, (ScrapliTimeout, socket.timeout, TimeoutError)) or type(e).__name__ == "Timeout"
-           for e in chain) or "timed out" in text:
-        return f"no answer in time (device timeout {ctx.config.limits.device_timeout:g} s)"
-    if "escalating privilege" in text:
-        return "enable failed (check the enable secret)"
-    if isinstance(exc, ScrapliAuthenticationFailed) or ("auth" in text and "fail" in text):
-        return "authentication failed (check the device credentials)"
-    if any(isinstance(e, ConnectionRefusedError) for e in chain) or "refused" in text:
-        return "unreachable: connection refused"
-    if "resolve" in text or "name or service" in text:
-        return "unreachable: cannot resolve the device address"
-    if any(isinstance(e, (ScrapliConnectionNotOpened, ScrapliConnectionError, EOFError, OSError))
-           or type(e).__module__.startswith("ssh2") for e in chain):
-        return "connection lost: the device closed the session"
-    return f"session failed: {type(exc).__name__}"
-
-
-def _cause_chain(exc: BaseException) -> list[BaseException]:
-    chain: list[BaseException] = []
-    current: BaseException | None = exc
-    while current is not None and current not in chain:
-        chain.append(current)
-        current = current.__cause__ or current.__context__
-    return chain
+def describe_failure(exc: BaseException, ctx: TaskContext, device: str) -> str:
+    """One line a network engineer understands, for any session failure (by exception type)."""
+    return device_failures.describe_failure(exc, device, ctx.config.limits.device_timeout)
 
 
 SUMMARY_FAILURES = 5  # failures a summary names; any further ones are listed below it

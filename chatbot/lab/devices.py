@@ -3,8 +3,9 @@
 Accepted by scrapli's three transports: ssh2 (libssh2 1.11 in ssh2-python 1.2 negotiates
 curve25519-sha256, ssh-ed25519 and aes*-ctr/gcm or chacha20-poly1305 with asyncssh's
 defaults; an ecdsa-sha2-nistp256 host key is offered too for older libssh2 builds),
-system (OpenSSH) and asyncssh. Host keys are generated in memory once per Lab and shared
-by its devices; clients must not check them strictly (scrapli `auth_strict_key=False`).
+system (OpenSSH) and asyncssh. Host keys are generated in memory once per Lab start and
+shared by its devices; the Lab publishes them in a known-hosts file (`Lab.known_hosts`)
+so clients such as the bot check them strictly.
 
 Listening sockets are created synchronously, so a fault change made from any thread is
 in force when `set_fault` returns: DOWN closes the socket (clients get "connection

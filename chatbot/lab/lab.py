@@ -10,13 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import os
 import resource
 import secrets
+import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
+import asyncssh
+
+from chatbot.hostkeys import known_entry_name
 from chatbot.lab.apic import APIC_NAME, LabApic
 from chatbot.lab.devices import DeviceServer, base_server_options, generate_host_keys
 from chatbot.lab.model import MAX_DEVICES, PLATFORM, Fault, LabDevice, make_device
@@ -51,7 +58,10 @@ class Lab:
         apic_port: int = 0,
         slow_delay: float = 5.0,
         token_timeout: int = 600,
+        known_hosts: Path | None = None,
     ) -> None:
+        """`known_hosts`: where start() publishes the devices' host keys, in OpenSSH's
+        format; by default a temporary file, removed by stop()."""
         if not 1 <= devices <= MAX_DEVICES:
             raise ValueError(f"a lab has 1 to {MAX_DEVICES} devices")
         if delay < 0 or slow_delay < 0:
@@ -76,6 +86,9 @@ class Lab:
             slow_delay=slow_delay,
         )
         self._servers: dict[str, DeviceServer] = {}
+        self._host_keys: list[asyncssh.SSHKey] = []
+        self.known_hosts = known_hosts
+        self._temp_dir: str | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
 
@@ -92,7 +105,8 @@ class Lab:
         _raise_fd_limit(len(self.devices) + 1024)
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
-        options = base_server_options(generate_host_keys())
+        self._host_keys = generate_host_keys()
+        options = base_server_options(self._host_keys)
         context = SessionContext(
             enable_secret=self.enable_secret,
             slow_delay=self.slow_delay,
@@ -110,6 +124,7 @@ class Lab:
                 if server.device.fault is not Fault.DOWN
             ]
             await asyncio.gather(*listening)
+            self._publish_host_keys()
             await self.apic.start()
         except BaseException:
             await self.stop()
@@ -119,8 +134,28 @@ class Lab:
         servers, self._servers = list(self._servers.values()), {}
         await asyncio.gather(*(server.close() for server in servers), return_exceptions=True)
         await self.apic.stop()
+        if self._temp_dir is not None:
+            shutil.rmtree(self._temp_dir, ignore_errors=True)
+            self._temp_dir = None
+            self.known_hosts = None
         self._loop = None
         self._loop_thread = None
+
+    def _publish_host_keys(self) -> None:
+        """Write every device's host keys as `[address]:port key` lines, so clients can
+        check them strictly although the keys are new at every start. Written whole and
+        renamed into place: a reader never sees half a file."""
+        if self.known_hosts is None:
+            self._temp_dir = tempfile.mkdtemp(prefix="netbot-lab-")
+            self.known_hosts = Path(self._temp_dir) / "known_hosts"
+        public = [key.export_public_key("openssh").decode().strip() for key in self._host_keys]
+        lines = [f"{known_entry_name(device.host, device.port)} {key}\n"
+                 for device in self.devices.values() if device.port for key in public]
+        self.known_hosts.parent.mkdir(parents=True, exist_ok=True)
+        partial = self.known_hosts.with_name(self.known_hosts.name + ".new")
+        partial.write_text("".join(lines), encoding="utf-8")
+        os.chmod(partial, 0o644)
+        partial.replace(self.known_hosts)
 
     # -- runtime controls, callable from any thread --------------------------------------
 
@@ -150,7 +185,10 @@ class Lab:
         if server is None:  # not started yet: start() honours the attribute
             device.fault = mode
             return
+        port = device.port
         self._on_loop(lambda: server.apply_fault(mode))
+        if device.port != port:  # first listened now, on a port the kernel chose
+            self._on_loop(self._publish_host_keys)
 
     def set_delay(self, name: str, delay: float) -> None:
         """Per-command delay of a device (or the APIC's per-request delay), in seconds."""
