@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from chatbot.config import Config, load_config
 from chatbot.errors import UserError
+from chatbot.wording import plural
 
 if TYPE_CHECKING:
     from chatbot.app import LabAccess
@@ -270,9 +271,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     for name in ctx.apic_names():
         ctx.apic(name)  # resolves the password reference: a missing secret is an error here
     grants = "no [access] section: only the local terminal may run commands" if config.access is None \
-        else f"{len(bot.policy.grants)} grants"
-    print(f"config ok: {len(ctx.inventory.devices)} devices, {len(ctx.inventory.groups())} groups, "
-          f"{len(ctx.apic_names())} APIC, {len(list(bot.registry))} commands, {grants}")
+        else plural(len(bot.policy.grants), "grant")
+    print(f"config ok: {plural(len(ctx.inventory.devices), 'device')}, {plural(len(ctx.inventory.groups()), 'group')}, "
+          f"{len(ctx.apic_names())} APIC, {plural(len(list(bot.registry)), 'command')}, {grants}")
     return 0
 
 

@@ -62,7 +62,7 @@ def command(name: str, *, summary: str, params: list[Param] | None = None,
             permission=permission or name.replace(" ", "."),
             aliases=tuple(aliases or ()),
             examples=tuple(examples or ()),
-            details=(func.__doc__ or "").strip(),
+            details=" ".join((func.__doc__ or "").split()),  # one line, however the docstring wraps
             timeout=timeout,
         ))
         return func

@@ -330,7 +330,12 @@ class MonitorService:
         with self._lock, self.engine.begin() as conn:
             conn.execute(update(monitors_table).where(monitors_table.c.id == monitor_id).values(paused=paused))
         assert self.scheduler is not None
-        (self.scheduler.pause_job if paused else self.scheduler.resume_job)(monitor_id)
+        try:
+            (self.scheduler.pause_job if paused else self.scheduler.resume_job)(monitor_id)
+        except JobLookupError:  # stored, but its schedule was lost: a resume makes a new one
+            monitor = None if paused else self.get(monitor_id)
+            if monitor is not None:
+                self._schedule(monitor)
 
     # --- running ------------------------------------------------------------------
     async def run_now(self, monitor_id: str) -> Result | None:

@@ -118,7 +118,7 @@ class RunningConfigRequest(ArgType):
     interface and the filter are applied by the bot to the redacted config."""
 
     metavar = "device"
-    usage = "[on] <device> [interface <name>] [| include|exclude|section|begin|count <regex>]"
+    usage = "[on] <device> [interface <name>] [| <filter> <regex>]"
 
     def parse(self, raw: str, ctx: ParseContext) -> RunRequest:
         command_part, bar, filter_part = raw.partition("|")
@@ -178,7 +178,8 @@ def _parse_config_filter(text: str, ctx: ParseContext) -> LineFilter:
               "show run r1 | section router bgp"],
 )
 def show_run(ctx: TaskContext, request: RunRequest) -> Result:
-    """Secrets are replaced by <redacted>; the bot then picks the interface and applies the RE2 filter itself."""
+    """Secrets become <redacted>; then the bot cuts the interface and applies | include/exclude/section/begin/count
+    (RE2 patterns, over the first 1 MiB) itself."""
     device = request.device
     [out] = run_on_devices(ctx, [device.name], "show running-config")
     status, summary = outcome_summary(request.describe(), [out])

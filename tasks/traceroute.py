@@ -11,6 +11,7 @@ from chatbot.context import TaskContext
 from chatbot.errors import TaskFailure
 from chatbot.inventory import DeviceInfo
 from chatbot.results import Result, Status, Table, TextBlock
+from chatbot.wording import plural
 from tasks._device import device_outcomes, run_on_devices
 from tasks._ios_parsers import parse_ios_traceroute
 from tasks._probe import DEVICE_TRACEROUTE, RAW_SOCKET_HINT, check_host_probe_allowed, device_command, resolve
@@ -47,7 +48,7 @@ def _trace_from_host(ctx: TaskContext, target: NetTarget) -> Result:
         raise TaskFailure(f"traceroute {target.label}: {err}") from None
     rows = [[str(h.distance), h.address, f"{h.avg_rtt:.1f}"] for h in hops]
     reached = bool(hops) and hops[-1].address == address
-    summary = f"traceroute to {target.label} from the bot host: {len(hops)} hops" + ("" if reached else ", target not reached")
+    summary = f"traceroute to {target.label} from the bot host: {plural(len(hops), 'hop')}" + ("" if reached else ", target not reached")
     return Result(Status.OK if reached else Status.FAILED, summary, [Table(COLUMNS, rows)])
 
 
@@ -67,5 +68,5 @@ def _trace_from_device(ctx: TaskContext, target: NetTarget, source: DeviceInfo) 
     rows = [[str(h.number), h.address or "*",
              " ".join("*" if r is None else f"{r:g}" for r in h.rtts_ms)] for h in hops]
     reached = any(h.address == address for h in hops)
-    summary = f"traceroute to {target.label} from {source.name}: {len(hops)} hops" + ("" if reached else ", target not reached")
+    summary = f"traceroute to {target.label} from {source.name}: {plural(len(hops), 'hop')}" + ("" if reached else ", target not reached")
     return Result(Status.OK if reached else Status.FAILED, summary, [Table(COLUMNS, rows)])
