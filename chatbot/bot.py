@@ -247,7 +247,9 @@ class Bot:
         if page > pages:
             return invalid(f"there {'is' if pages == 1 else 'are'} only {plural(pages, 'page')} of monitors")
         shown = monitors[(page - 1) * MONITORS_PER_PAGE:page * MONITORS_PER_PAGE]
-        rows = [[m.id, service.describe(m), m.room, m.owner, _monitor_state(service, m)] for m in shown]
+        # a paused monitor's state may say why, which may compile its pattern: not on the loop
+        states = await asyncio.to_thread(lambda: [_monitor_state(service, m) for m in shown])
+        rows = [[m.id, service.describe(m), m.room, m.owner, state] for m, state in zip(shown, states)]
         summary = plural(len(monitors), "monitor")
         if pages > 1:
             summary += f", page {page}/{pages}"

@@ -171,8 +171,14 @@ async def run_scheduled(database: str, monitor_id: str) -> None:
     """What APScheduler stores and calls: a module-level function, found by name after a
     restart; the live service is looked up here."""
     service = _services.get(database)
-    if service is not None:
+    if service is None:
+        return
+    try:
         await service.run_now(monitor_id)
+    except asyncio.CancelledError:
+        # the bot is stopping with this run in flight (the job's task is cancelled and
+        # ends here): one line instead of APScheduler's traceback of a failed job
+        log.info("monitor %s: run cut short by shutdown", monitor_id)
 
 
 @dataclass
@@ -205,8 +211,8 @@ class MonitorService:
             timezone=timezone.utc,
         )
         self.scheduler.start()
-        for number, raw in enumerate(static or [], 1):
-            self._add_static(number, raw)
+        # validating a check may compile patterns and read the inventory: not on the loop
+        await asyncio.to_thread(self._add_statics, static or [])
         for monitor, problem in await asyncio.to_thread(self._pause_unrunnable):
             try:
                 self.scheduler.pause_job(monitor.id)
@@ -219,6 +225,10 @@ class MonitorService:
             self.scheduler.shutdown(wait=False)
         if _services.get(self.database) is self:
             del _services[self.database]
+
+    def _add_statics(self, static: list[dict[str, Any]]) -> None:
+        for number, raw in enumerate(static, 1):
+            self._add_static(number, raw)
 
     def _add_static(self, number: int, raw: dict[str, Any]) -> None:
         """[[monitor]] from the config: same fields as the chat command."""
@@ -343,7 +353,7 @@ class MonitorService:
         monitor = await asyncio.to_thread(self.get, monitor_id)
         if monitor is None or monitor.paused:
             return None
-        problem = self.problem(monitor)
+        problem = await asyncio.to_thread(self.problem, monitor)  # may compile a pattern
         if problem is not None:
             return await self._pause_with_alert(monitor, problem)
         check = self.kinds[monitor.kind]
