@@ -21,10 +21,10 @@ from chatbot.jobs import JobRunner, JobState, JobStore, RateLimited
 from chatbot.monitoring import Monitor, MonitorRefused, MonitorService, Notifier
 from chatbot.context import TaskContext
 from chatbot.message import Message, Reply
+from chatbot.patterns import MATCH_LIMIT_TEXT
 from chatbot.policy import AccessPolicy, Decision, Place, Principal
 from chatbot.redact import redact
 from chatbot.results import Note, Part, Result, Status, Table, TextBlock, invalid
-from chatbot.patterns import MATCH_LIMIT_TEXT
 from chatbot.router import MIN_ABBREVIATION, CommandRejected, Invocation, Router
 from chatbot.runner import Runner
 from chatbot.wording import plural
@@ -230,6 +230,10 @@ class Bot:
             return invalid(f"no monitor {args['id'][:16]}; see {self.prefix}monitor list")
         if monitor.source == "config" and verb == "remove":
             return invalid(f"monitor {monitor.id} comes from the config file; remove it there")
+        if verb == "resume":
+            problem = await asyncio.to_thread(service.problem, monitor)
+            if problem is not None:
+                return invalid(f"monitor {monitor.id} cannot run: {problem}; remove it and add it again")
         if verb == "remove":
             await asyncio.to_thread(service.remove, monitor.id)
         else:

@@ -34,8 +34,8 @@ from sqlalchemy.engine import Engine
 from chatbot.context import TaskContext
 from chatbot.errors import ArgumentError
 from chatbot.limits import background_work
-from chatbot.wording import plural
 from chatbot.results import Result, Status, Table as ResultTable
+from chatbot.wording import plural
 
 log = logging.getLogger(__name__)
 ATTRIBUTE = "__chatbot_check__"
@@ -111,7 +111,7 @@ def check_kind(name: str, *, summary: str, options: tuple[str, ...] = (),
 
 
 class MonitorRefused(ArgumentError):
-    """A monitor that would pass the limits or duplicate another one."""
+    """A monitor that would exceed the limits, or watch exactly what another one does."""
 
 
 @dataclass

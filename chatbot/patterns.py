@@ -11,6 +11,7 @@ The text a pattern is matched against is bounded too (MAX_MATCH_CHARS).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import re2
 
@@ -42,7 +43,7 @@ class UserPattern:
     """A user's pattern, compiled by RE2."""
 
     text: str
-    compiled: re2._Regexp
+    compiled: Any  # re2's compiled pattern (the package ships no type hints)
 
     def search(self, text: str) -> bool:
         return self.compiled.search(bounded(text)) is not None

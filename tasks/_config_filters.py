@@ -9,6 +9,7 @@ only the head of a very large config is searched.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from netutils.interface import canonical_interface_name
@@ -47,7 +48,7 @@ def _indent(line: str) -> int:
     return len(line) - len(line.lstrip(" "))
 
 
-def _sections(lines: list[str], matches) -> list[str]:  # type: ignore[no-untyped-def]
+def _sections(lines: list[str], matches: Callable[[str], bool]) -> list[str]:
     """IOS `| section`: each matching line with the lines indented under it."""
     out: list[str] = []
     inside_indent: int | None = None

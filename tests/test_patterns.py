@@ -291,7 +291,9 @@ def test_a_stored_pattern_re2_refuses_is_paused_with_a_line(tmp_path: Path) -> N
         assert stored is not None and stored.paused
         row = (await say(bot, "!monitor list")).parts[0].rows[0]
         assert row[0] == "0ld123" and row[4].startswith("paused: '(a)\\1' is not a pattern this bot accepts")
-        # resumed by someone: the run pauses it again and says why in its room
+        resumed = await say(bot, "!monitor resume 0ld123")
+        assert resumed.status is Status.INVALID and resumed.summary.startswith("monitor 0ld123 cannot run: '(a)\\1'")
+        # resumed behind the bot's back: the run pauses it again and says why in its room
         bot.monitors.set_paused("0ld123", False)
         alert = await bot.monitors.run_now("0ld123")
         assert alert is not None and "is paused: '(a)\\1' is not a pattern" in alert.summary
