@@ -112,6 +112,11 @@ class RunRequest:
         return " ".join(words)
 
 
+_INTERFACE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9./:-]{0,63}$")
+# " | include x" inside a filter's pattern: a second filter, which IOS does not chain either
+_SECOND_FILTER = re.compile(r"\s\|\s*([A-Za-z]{2,})\b")
+
+
 class RunningConfigRequest(ArgType):
     """`r1`, `on r1`, `r1 interface Gi1`, `int gi1 r1`, `r1 | include hostname`: in any
     order, the filter last. The device only ever runs `show running-config`; the
@@ -121,9 +126,8 @@ class RunningConfigRequest(ArgType):
     usage = "[on] <device> [interface <name>] [| <filter> <regex>]"
 
     def parse(self, raw: str, ctx: ParseContext) -> RunRequest:
+        # As on IOS, the pattern runs to the end of the line: `| include bgp|ospf` is one filter.
         command_part, bar, filter_part = raw.partition("|")
-        if "|" in filter_part:
-            raise ArgumentError("only one | filter per command")
         device: DeviceInfo | None = None
         interface: str | None = None
         words = command_part.split()
@@ -154,9 +158,6 @@ class RunningConfigRequest(ArgType):
         return [value.device.name]
 
 
-_INTERFACE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9./:-]{0,63}$")
-
-
 def _parse_config_filter(text: str, ctx: ParseContext) -> LineFilter:
     allowed = [p for p in ctx.config.show.pipes if p in FILTERS]
     name, _, pattern = text.strip().partition(" ")
@@ -165,6 +166,9 @@ def _parse_config_filter(text: str, ctx: ParseContext) -> LineFilter:
         raise ArgumentError(f"'| {name[:20]}' is not an allowed filter; allowed: {', '.join('| ' + p for p in allowed)}")
     if not pattern.strip():
         raise ArgumentError(f"'| {matches[0]}' needs a pattern, e.g. | {matches[0]} hostname")
+    second = _SECOND_FILTER.search(" " + pattern)
+    if second and any(f.startswith(second.group(1).lower()) for f in FILTERS):
+        raise ArgumentError("only one | filter per command")
     return LineFilter(matches[0], compile_pattern(pattern.strip()))
 
 

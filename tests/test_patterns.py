@@ -142,6 +142,13 @@ def test_show_run_rejections_are_one_line(text: str, reason: str) -> None:
     assert result.status is Status.INVALID and reason in result.summary, result.summary
 
 
+def test_a_filter_pattern_may_hold_alternation() -> None:
+    bot = sample_bot()
+    request = bot.router.parse("show run r1 | include bgp|ospf", bot.context).args["request"]
+    assert str(request.filter) == "| include bgp|ospf"
+    assert request.filter.apply(CONFIG).splitlines() == [" ip ospf authentication-key <redacted>", "router ospf 1"]
+
+
 @pytest.mark.parametrize("text", ["show run r1 interface Gi1", "sh run int gi1 r1", "show run interface Gi1 on r1",
                                   "sh run r1 int gi 1", "show run r1 | include hostname"])
 def test_show_run_forms_parse_to_one_device(text: str) -> None:
