@@ -109,7 +109,9 @@ def build_bot(config: Config, lab: LabAccess | None = None, *, audit: AuditLog |
                      rate_per_minute=config.limits.commands_per_minute, store=JobStore(audit.engine))
     bot = Bot(registry, context, policy, audit, jobs)
     bot.monitors = MonitorService(context, audit.engine, load_check_kinds(), bot.runner.executor,
-                                  min_interval=config.limits.monitor_min_interval)
+                                  min_interval=config.limits.monitor_min_interval,
+                                  max_per_person=config.limits.monitors_per_person,
+                                  max_total=config.limits.monitors_total)
     return bot
 
 

@@ -33,9 +33,14 @@ class ParseContext(Protocol):
 
 class ArgType:
     metavar = "value"
+    usage: str | None = None  # how the argument reads in a usage line, when `<metavar>` says too little
 
     def parse(self, raw: str, ctx: ParseContext) -> Any:
         raise NotImplementedError
+
+    def devices_of(self, value: Any) -> list[str]:
+        """The devices a parsed value names, so policy and limits see them before anything runs."""
+        return []
 
     @staticmethod
     def check_length(raw: str) -> None:
@@ -146,6 +151,9 @@ class Device(ArgType):
         self.check_length(raw)
         return ctx.inventory.device(raw)
 
+    def devices_of(self, value: Any) -> list[str]:
+        return [value.name]
+
 
 class Targets(ArgType):
     """`r1`, `r1,r2`, `group:core`, `site:hq` or `all`: a list of device names."""
@@ -154,6 +162,9 @@ class Targets(ArgType):
 
     def parse(self, raw: str, ctx: ParseContext) -> list[str]:
         return ctx.inventory.resolve(raw)
+
+    def devices_of(self, value: Any) -> list[str]:
+        return list(value)
 
 
 @dataclass(frozen=True)
@@ -237,7 +248,7 @@ class Param:
     def usage(self) -> str:
         if self.flag:
             return f"[{self.keyword}]" if self.optional else str(self.keyword)
-        meta = f"<{self.type.metavar}>"
+        meta = self.type.usage or f"<{self.type.metavar}>"
         text = f"{self.keyword} {meta}" if self.keyword and not self.bare_ok else meta
         if self.keyword and self.bare_ok:
             text = f"[{self.keyword}] {meta}"

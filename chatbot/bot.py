@@ -18,18 +18,21 @@ from chatbot.audit import AuditEvent, AuditLog
 from chatbot.commands import Command, Registry
 from chatbot.errors import UserError
 from chatbot.jobs import JobRunner, JobState, JobStore, RateLimited
-from chatbot.monitoring import MonitorService, Notifier
+from chatbot.monitoring import Monitor, MonitorRefused, MonitorService, Notifier
 from chatbot.context import TaskContext
 from chatbot.message import Message, Reply
+from chatbot.patterns import MATCH_LIMIT_TEXT
 from chatbot.policy import AccessPolicy, Decision, Place, Principal
 from chatbot.redact import redact
 from chatbot.results import Note, Part, Result, Status, Table, TextBlock, invalid
-from chatbot.router import CommandRejected, Invocation, Router
+from chatbot.router import MIN_ABBREVIATION, CommandRejected, Invocation, Router
 from chatbot.runner import Runner
+from chatbot.wording import plural
 
 log = logging.getLogger(__name__)
 
 MAX_AUDIT_ROWS = 100
+MONITORS_PER_PAGE = 20
 
 
 def _builtin(name: str, summary: str, params: tuple[Param, ...] = (), examples: tuple[str, ...] = ()) -> Command:
@@ -62,7 +65,9 @@ BUILTINS = {
         ("monitor add ping group:core every 1m", "monitor add ssh r1,r2 every 30s after 3",
          "monitor add show r1 command show ip bgp summary expect Estab every 5m",
          "monitor add apic-health below 80 every 5m", "monitor add apic-faults severity critical every 2m")),
-    "monitor list": _builtin("monitor list", "the monitors and what they watch"),
+    "monitor list": _builtin("monitor list", f"the monitors and what they watch, {MONITORS_PER_PAGE} a page",
+                             (Param("page", Integer(1, 1_000_000, metavar="N"), keyword="page", optional=True,
+                                    default=1),), ("monitor list", "monitor list page 2")),
     "monitor remove": _builtin("monitor remove", "delete a monitor", (Param("id", Word("monitor id")),)),
     "monitor pause": _builtin("monitor pause", "stop running a monitor for now", (Param("id", Word("monitor id")),)),
     "monitor resume": _builtin("monitor resume", "run a paused monitor again", (Param("id", Word("monitor id")),)),
@@ -217,32 +222,52 @@ class Bot:
         if service is None:
             return Result(Status.FAILED, "monitoring is not running in this bot")
         if verb == "list":
-            monitors = service.all()
-            if not monitors:
-                return Result(Status.OK, "no monitors")
-            rows = [[m.id, m.describe(), m.room, m.owner, "paused" if m.paused else "active"] for m in monitors]
-            return Result(Status.OK, f"{len(monitors)} monitors",
-                          [Table(["id", "checks", "alerts to", "owner", "state"], rows)])
+            return await self.list_monitors(args["page"])
         if verb == "add":
             return await self._add_monitor(req, args)
-        monitor = service.get(args["id"])
+        monitor = await asyncio.to_thread(service.get, args["id"])
         if monitor is None:
             return invalid(f"no monitor {args['id'][:16]}; see {self.prefix}monitor list")
         if monitor.source == "config" and verb == "remove":
             return invalid(f"monitor {monitor.id} comes from the config file; remove it there")
+        if verb == "resume":
+            problem = await asyncio.to_thread(service.problem, monitor)
+            if problem is not None:
+                return invalid(f"monitor {monitor.id} cannot run: {problem}; remove it and add it again")
         if verb == "remove":
             await asyncio.to_thread(service.remove, monitor.id)
         else:
             await asyncio.to_thread(service.set_paused, monitor.id, verb == "pause")
         done = {"remove": "removed", "pause": "paused", "resume": "resumed"}[verb]
-        return Result(Status.OK, f"monitor {monitor.id} ({monitor.describe()}) {done}")
+        return Result(Status.OK, f"monitor {monitor.id} ({service.describe(monitor)}) {done}")
+
+    async def list_monitors(self, page: int) -> Result:
+        service = self.monitors
+        assert service is not None
+        monitors = await asyncio.to_thread(service.all)
+        if not monitors:
+            return Result(Status.OK, "no monitors")
+        pages = -(-len(monitors) // MONITORS_PER_PAGE)
+        if page > pages:
+            return invalid(f"there {'is' if pages == 1 else 'are'} only {plural(pages, 'page')} of monitors")
+        shown = monitors[(page - 1) * MONITORS_PER_PAGE:page * MONITORS_PER_PAGE]
+        # a paused monitor's state may say why, which may compile its pattern: not on the loop
+        states = await asyncio.to_thread(lambda: [_monitor_state(service, m) for m in shown])
+        rows = [[m.id, service.describe(m), m.room, m.owner, state] for m, state in zip(shown, states)]
+        summary = plural(len(monitors), "monitor")
+        if pages > 1:
+            summary += f", page {page}/{pages}"
+            if page < pages:
+                summary += f"; {self.prefix}monitor list page {page + 1} for more"
+        return Result(Status.OK, summary, [Table(["id", "checks", "alerts to", "owner", "state"], rows)])
 
     async def _add_monitor(self, req: Request, args: dict[str, Any]) -> Result:
         service = self.monitors
         assert service is not None
         options = {k: args[k] for k in ("command", "expect", "reject", "below", "severity") if args.get(k)}
         room = args.get("to") or req.msg.room
-        if room.partition(":")[0] not in PLATFORMS:
+        platform, colon, _ = room.partition(":")
+        if not (colon and platform in PLATFORMS):  # a bare room of this platform (the console's is "console")
             room = f"{req.msg.platform}:{room}"
         try:
             monitor = await asyncio.to_thread(
@@ -255,9 +280,13 @@ class Bot:
         decision = self.policy.check(req.principal, req.place, "monitor.add", devices)
         if not decision.allowed:
             return Result(Status.DENIED, f"monitor add: {decision.reason}")
-        await asyncio.to_thread(service.save, monitor)
-        return Result(Status.OK, f"monitor {monitor.id} added: {monitor.describe()}, alerts to {monitor.room} "
-                                 f"after {monitor.after} failures in a row")
+        try:
+            await asyncio.to_thread(service.add, monitor)
+        except MonitorRefused as err:
+            return invalid(f"monitor add: {err}")
+        failures = "at the first failure" if monitor.after == 1 else f"after {monitor.after} failures in a row"
+        return Result(Status.OK, f"monitor {monitor.id} added: {service.describe(monitor)}, alerts to {monitor.room} "
+                                 f"{failures}")
 
     def _sees_all_jobs(self, req: Request) -> bool:
         return self.policy.may_run_somewhere(req.principal, req.place, SEE_ALL_JOBS)
@@ -269,7 +298,7 @@ class Bot:
             return Result(Status.OK, "no running or queued jobs" + ("" if everyone else " of yours"))
         rows = [[j.id, j.user, j.state.value, j.progress(), f"{time.time() - j.created:.0f} s", j.text[:60]]
                 for j in sorted(live, key=lambda j: j.created)]
-        return Result(Status.OK, f"{len(live)} jobs", [Table(["job", "user", "state", "progress", "age", "command"], rows)])
+        return Result(Status.OK, plural(len(live), "job"), [Table(["job", "user", "state", "progress", "age", "command"], rows)])
 
     def cancel_job(self, req: Request, job_id: str) -> Result:
         job = self.jobs.jobs.get(job_id)
@@ -308,6 +337,9 @@ class Bot:
 
     def _help_for(self, req: Request, name: str) -> Result:
         cmd = self._find(name)
+        family = [] if cmd is not None else self._family(req, name)
+        if family:
+            return self._help_for_family(name, family)
         if cmd is None:
             try:
                 self.router.match(name.split())
@@ -322,7 +354,34 @@ class Bot:
             parts.append(Note("also written: " + ", ".join(cmd.aliases)))
         if cmd.examples:
             parts.append(Note("examples: " + "   ".join(f"{self.prefix}{e}" for e in cmd.examples)))
+        if cmd.name == "monitor add":
+            parts += self._check_kinds_help()
         return Result(Status.OK, f"{cmd.name}: {cmd.summary}", parts)
+
+    def _family(self, req: Request, topic: str) -> list[Command]:
+        """`help monitor`: the commands whose name starts with the topic's words."""
+        words = topic.lower().split()
+        return [c for c in self.registry if len(c.words) > len(words) and self._may_run(req, c)
+                and all(w == full or (len(w) >= MIN_ABBREVIATION and full.startswith(w))
+                        for w, full in zip(words, c.words))]
+
+    def _help_for_family(self, topic: str, family: list[Command]) -> Result:
+        rows = [[f"{self.prefix}{c.usage()}", c.summary] for c in family]
+        parts: list[Part] = [Table(["usage", "what it does"], rows)]
+        if any(c.name == "monitor add" for c in family):
+            parts += self._check_kinds_help()
+        parts.append(Note(f"{self.prefix}help <command> shows one command's details and examples."))
+        name = " ".join(family[0].words[:len(topic.split())])
+        return Result(Status.OK, f"{name}: {plural(len(family), 'command')}", parts)
+
+    def _check_kinds_help(self) -> list[Part]:
+        if self.monitors is None:
+            return []
+        kinds = sorted(self.monitors.kinds.values(), key=lambda k: k.name)
+        rows = [[k.name, k.summary, ", ".join(k.options) or "-"] for k in kinds]
+        return [Table(["check", "watches", "options"], rows, title="check kinds"),
+                Note(f"Patterns (expect, reject) are RE2 syntax, matched against {MATCH_LIMIT_TEXT} of the output; "
+                     f"at most {self.context.config.limits.monitors_per_person} monitors per person.")]
 
     def _find(self, name: str) -> Command | None:
         exact = self.registry.lookup(name.lower())
@@ -353,8 +412,15 @@ class Bot:
         table = [[r["at"].strftime("%Y-%m-%d %H:%M:%S"), r["request_id"], r["kind"], r["user"],
                   f"{r['platform']}:{r['room']}", r["command"] or r["arguments"] or "", r["decision"] or "",
                   r["device"] or "", (r["outcome"] or "")[:80]] for r in rows]
-        return Result(Status.OK, f"the last {len(rows)} audit rows", [
+        return Result(Status.OK, f"the last {plural(len(rows), 'audit row')}", [
             Table(["time (UTC)", "request", "kind", "user", "room", "command", "decision", "device", "outcome"], table)])
+
+
+def _monitor_state(service: MonitorService, monitor: Monitor) -> str:
+    if not monitor.paused:
+        return "active"
+    problem = service.problem(monitor)
+    return f"paused: {problem}" if problem else "paused"
 
 
 def scrub(result: Result) -> Result:

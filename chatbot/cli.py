@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Callable
 
 from chatbot.config import Config, load_config
 from chatbot.errors import UserError
+from chatbot.wording import plural
 
 if TYPE_CHECKING:
     from chatbot.app import LabAccess
@@ -275,9 +276,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     endpoints = [ctx.apic(name) for name in ctx.apic_names()]  # a missing secret is an error here
     devices = ctx.inventory.resolve(args.devices) if args.devices else list(ctx.inventory.devices)
     grants = "no [access] section: only the local terminal may run commands" if config.access is None \
-        else f"{len(bot.policy.grants)} grants"
-    print(f"config ok: {len(ctx.inventory.devices)} devices, {len(ctx.inventory.groups())} groups, "
-          f"{len(ctx.apic_names())} APIC, {len(list(bot.registry))} commands, {grants}", flush=True)
+        else plural(len(bot.policy.grants), "grant")
+    print(f"config ok: {plural(len(ctx.inventory.devices), 'device')}, {plural(len(ctx.inventory.groups()), 'group')}, "
+          f"{len(ctx.apic_names())} APIC, {plural(len(list(bot.registry)), 'command')}, {grants}", flush=True)
     problems = [f"device {name}: {line}" for name, line in
                 device_problems(ctx, devices, offline=args.offline).items()]
     if not args.offline:
@@ -286,10 +287,10 @@ def cmd_check(args: argparse.Namespace) -> int:
     for line in problems:
         print(line)
     if problems:
-        print(f"{len(problems)} problem{'s' if len(problems) > 1 else ''} found")
+        print(f"{plural(len(problems), 'problem')} found")
         return 1
     what = "offline: config and inventory only" if args.offline else \
-        f"{len(devices)} devices logged in, {len(endpoints)} APIC and {len(chat)} chat servers reached"
+        f"{plural(len(devices), 'device')} logged in, {len(endpoints)} APIC and {plural(len(chat), 'chat server')} reached"
     print(f"all checks passed ({what})")
     return 0
 

@@ -97,6 +97,8 @@ class LimitsConfig(Section):
     running_jobs_per_user: int = Field(default=3, ge=1)  # more queue, and the user sees the position
     commands_per_minute: int = Field(default=30, ge=1)  # per user; more are refused
     monitor_min_interval: float = Field(default=10.0, gt=0)  # seconds between runs of one monitor, at least
+    monitors_per_person: int = Field(default=20, ge=0)  # monitors one person may add in chat
+    monitors_total: int = Field(default=500, ge=0)  # monitors in all, [[monitor]] ones included
     ping_count_max: int = Field(default=20, ge=1, le=1000)
     # Addresses the bot host itself may ping or trace; empty = any.
     host_probe_networks: list[str] = Field(default_factory=list)
@@ -157,6 +159,14 @@ class Config(Section):
     source: str = Field(default="config", exclude=True)
     source_text: str = Field(default="", exclude=True, repr=False)
 
+    @model_validator(mode="after")
+    def _static_monitors_within_limit(self) -> Config:
+        # Static monitors cannot be refused one by one at start: too many is a config error.
+        if len(self.monitor) > self.limits.monitors_total:
+            raise ValueError(f"{len(self.monitor)} [[monitor]] entries, more than [limits] monitors_total = "
+                             f"{self.limits.monitors_total}")
+        return self
+
     def line_of(self, needle: str) -> str:
         """'bot.toml line 12' for the first line holding `needle`, or just the file name."""
         for number, line in enumerate(self.source_text.splitlines(), 1):
@@ -189,6 +199,8 @@ def parse_config(data: dict[str, Any], source: str = "config") -> Config:
         return config
     except ValidationError as err:
         first = err.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
+        where = "".join(f"{p}: " for p in [".".join(str(p) for p in first["loc"])] if p)
+        # a validator's own ValueError reads better without pydantic's "Value error, " prefix
+        message = str(first["ctx"]["error"]) if first["type"] == "value_error" and "ctx" in first else first["msg"]
         more = f" (and {err.error_count() - 1} more)" if err.error_count() > 1 else ""
-        raise ConfigError(f"{source}: {where}: {first['msg']}{more}") from None
+        raise ConfigError(f"{source}: {where}{message}{more}") from None

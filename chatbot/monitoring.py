@@ -35,6 +35,7 @@ from chatbot.context import TaskContext
 from chatbot.errors import ArgumentError
 from chatbot.limits import background_work
 from chatbot.results import Result, Status, Table as ResultTable
+from chatbot.wording import plural
 
 log = logging.getLogger(__name__)
 ATTRIBUTE = "__chatbot_check__"
@@ -85,15 +86,32 @@ class CheckKind:
     options: tuple[str, ...]
     validate: Callable[[TaskContext, str, dict[str, str]], dict[str, Any]]
     run: Callable[[TaskContext, dict[str, Any]], dict[str, Outcome]]
+    # How a validated spec reads in chat ("command show clock expect /x/"); by default
+    # the spec's values of the user-facing options.
+    describe: Callable[[dict[str, Any]], str] | None = None
+    # Why a stored spec cannot run any more (e.g. a pattern RE2 refuses), or None.
+    stored_problem: Callable[[dict[str, Any]], str | None] | None = None
+
+    def describe_spec(self, spec: dict[str, Any]) -> str:
+        if self.describe is not None:
+            return self.describe(spec)
+        return " ".join(f"{k} {spec[k]}" for k in self.options
+                        if isinstance(spec.get(k), (str, int)) and not isinstance(spec[k], bool) and spec[k] != "")
 
 
 def check_kind(name: str, *, summary: str, options: tuple[str, ...] = (),
-               validate: Callable[[TaskContext, str, dict[str, str]], dict[str, Any]]
+               validate: Callable[[TaskContext, str, dict[str, str]], dict[str, Any]],
+               describe: Callable[[dict[str, Any]], str] | None = None,
+               stored_problem: Callable[[dict[str, Any]], str | None] | None = None,
                ) -> Callable[[Callable[..., dict[str, Outcome]]], Callable[..., dict[str, Outcome]]]:
     def mark(run: Callable[..., dict[str, Outcome]]) -> Callable[..., dict[str, Outcome]]:
-        setattr(run, ATTRIBUTE, CheckKind(name, summary, options, validate, run))
+        setattr(run, ATTRIBUTE, CheckKind(name, summary, options, validate, run, describe, stored_problem))
         return run
     return mark
+
+
+class MonitorRefused(ArgumentError):
+    """A monitor that would exceed the limits, or watch exactly what another one does."""
 
 
 @dataclass
@@ -110,11 +128,20 @@ class Monitor:
     paused: bool = False
     source: str = "chat"
 
-    def describe(self) -> str:
-        # the validated targets (lists of pairs) are what `targets` already says: no repr of them
-        opts = " ".join(f"{k} {v}" for k, v in self.options.items()
-                        if k != "targets_resolved" and v not in (None, "") and not isinstance(v, (list, tuple, dict)))
-        return f"{self.kind} {self.targets}{' ' + opts if opts else ''} every {format_interval(self.interval)}"
+    def describe(self, kind: CheckKind | None = None) -> str:
+        """'show r1 command show clock expect /x/ every 5m': what it watches, in chat words."""
+        opts = kind.describe_spec(self.options) if kind is not None else ""
+        words = [self.kind, self.targets, opts, f"every {format_interval(self.interval)}"]
+        return " ".join(w for w in words if w)
+
+    def same_watch(self, other: Monitor) -> bool:
+        """Exactly what `other` watches, how often and where it alerts."""
+        return (self.kind, self.targets.strip(), _canonical(self.options), self.interval, self.room) == \
+            (other.kind, other.targets.strip(), _canonical(other.options), other.interval, other.room)
+
+
+def _canonical(options: dict[str, Any]) -> str:
+    return json.dumps(options, sort_keys=True)
 
 
 _DURATION = re.compile(r"^(\d{1,6})([smhd]?)$")
@@ -144,8 +171,14 @@ async def run_scheduled(database: str, monitor_id: str) -> None:
     """What APScheduler stores and calls: a module-level function, found by name after a
     restart; the live service is looked up here."""
     service = _services.get(database)
-    if service is not None:
+    if service is None:
+        return
+    try:
         await service.run_now(monitor_id)
+    except asyncio.CancelledError:
+        # the bot is stopping with this run in flight (the job's task is cancelled and
+        # ends here): one line instead of APScheduler's traceback of a failed job
+        log.info("monitor %s: run cut short by shutdown", monitor_id)
 
 
 @dataclass
@@ -155,6 +188,8 @@ class MonitorService:
     kinds: dict[str, CheckKind]
     executor: Any  # the runner's thread pool: checks share the task threads
     min_interval: float = 10.0
+    max_per_person: int = 20  # monitors added in chat by one person
+    max_total: int = 500  # monitors in all, the config's included
     first_run_now: bool = True  # a new monitor checks at once, not one interval later
     notifiers: dict[str, Notifier] = field(default_factory=dict)
     scheduler: AsyncIOScheduler | None = None
@@ -176,14 +211,24 @@ class MonitorService:
             timezone=timezone.utc,
         )
         self.scheduler.start()
-        for number, raw in enumerate(static or [], 1):
-            self._add_static(number, raw)
+        # validating a check may compile patterns and read the inventory: not on the loop
+        await asyncio.to_thread(self._add_statics, static or [])
+        for monitor, problem in await asyncio.to_thread(self._pause_unrunnable):
+            try:
+                self.scheduler.pause_job(monitor.id)
+            except JobLookupError:
+                pass  # not scheduled: nothing would run it anyway
+            log.warning("monitor %s (%s) paused: %s", monitor.id, self.describe(monitor), problem)
 
     async def stop(self) -> None:
         if self.scheduler is not None and self.scheduler.running:
             self.scheduler.shutdown(wait=False)
         if _services.get(self.database) is self:
             del _services[self.database]
+
+    def _add_statics(self, static: list[dict[str, Any]]) -> None:
+        for number, raw in enumerate(static, 1):
+            self._add_static(number, raw)
 
     def _add_static(self, number: int, raw: dict[str, Any]) -> None:
         """[[monitor]] from the config: same fields as the chat command."""
@@ -200,6 +245,27 @@ class MonitorService:
                              monitor_id=f"config-{number}")
         monitor.source = "config"
         self.save(monitor)
+
+    def describe(self, monitor: Monitor) -> str:
+        return monitor.describe(self.kinds.get(monitor.kind))
+
+    def problem(self, monitor: Monitor) -> str | None:
+        """Why a stored monitor cannot run (its kind is gone, its pattern is refused...)."""
+        kind = self.kinds.get(monitor.kind)
+        if kind is None:
+            return f"there is no '{monitor.kind}' check any more"
+        return kind.stored_problem(monitor.options) if kind.stored_problem is not None else None
+
+    def _pause_unrunnable(self) -> list[tuple[Monitor, str]]:
+        """Monitors stored by an older version that this one cannot run: paused, not run."""
+        paused = []
+        for monitor in self.all():
+            problem = None if monitor.paused else self.problem(monitor)
+            if problem is not None:
+                with self._lock, self.engine.begin() as conn:
+                    conn.execute(update(monitors_table).where(monitors_table.c.id == monitor.id).values(paused=True))
+                paused.append((monitor, problem))
+        return paused
 
     # --- definitions ----------------------------------------------------------------
     def build(self, kind: str, targets: str, options: dict[str, str], *, every: str, room: str, owner: str,
@@ -219,14 +285,31 @@ class MonitorService:
         return Monitor(monitor_id or secrets.token_hex(3), kind, targets, spec, interval, room, owner,
                        after=max(1, after), remind_every=parse_interval(remind_every))
 
-    def save(self, monitor: Monitor) -> None:
-        row = {"id": monitor.id, "kind": monitor.kind, "targets": monitor.targets,
-               "options": json.dumps(monitor.options), "interval": monitor.interval, "room": monitor.room,
-               "owner": monitor.owner, "after": monitor.after, "remind_every": monitor.remind_every,
-               "paused": monitor.paused, "source": monitor.source}
+    def add(self, monitor: Monitor) -> None:
+        """A monitor from chat: refused (MonitorRefused) when it duplicates one, or when its
+        owner or the bot has as many as the limits allow. Checked and stored as one step."""
         with self._lock, self.engine.begin() as conn:
-            conn.execute(delete(monitors_table).where(monitors_table.c.id == monitor.id))
-            conn.execute(insert(monitors_table).values(**row))
+            existing = [_monitor(r._mapping) for r in conn.execute(select(monitors_table))]
+            twin = next((m for m in existing if m.same_watch(monitor)), None)
+            if twin is not None:
+                raise MonitorRefused(f"already watched by monitor {twin.id}")
+            if len(existing) >= self.max_total:
+                raise MonitorRefused(f"the bot already runs {plural(len(existing), 'monitor')}, its limit "
+                                     "([limits] monitors_total); remove one first")
+            own = sum(1 for m in existing if m.owner == monitor.owner and m.source == "chat")
+            if own >= self.max_per_person:
+                raise MonitorRefused(f"you already have {plural(own, 'monitor')}, the limit per person "
+                                     "([limits] monitors_per_person); remove one first")
+            _store(conn, monitor)
+        self._schedule(monitor)
+
+    def save(self, monitor: Monitor) -> None:
+        """Store a monitor as is (the config's, or one changed), and schedule it."""
+        with self._lock, self.engine.begin() as conn:
+            _store(conn, monitor)
+        self._schedule(monitor)
+
+    def _schedule(self, monitor: Monitor) -> None:
         assert self.scheduler is not None
         self.scheduler.add_job(run_scheduled, "interval", seconds=monitor.interval, id=monitor.id,
                                args=[self.database, monitor.id], replace_existing=True,
@@ -257,7 +340,12 @@ class MonitorService:
         with self._lock, self.engine.begin() as conn:
             conn.execute(update(monitors_table).where(monitors_table.c.id == monitor_id).values(paused=paused))
         assert self.scheduler is not None
-        (self.scheduler.pause_job if paused else self.scheduler.resume_job)(monitor_id)
+        try:
+            (self.scheduler.pause_job if paused else self.scheduler.resume_job)(monitor_id)
+        except JobLookupError:  # stored, but its schedule was lost: a resume makes a new one
+            monitor = None if paused else self.get(monitor_id)
+            if monitor is not None:
+                self._schedule(monitor)
 
     # --- running ------------------------------------------------------------------
     async def run_now(self, monitor_id: str) -> Result | None:
@@ -265,6 +353,9 @@ class MonitorService:
         monitor = await asyncio.to_thread(self.get, monitor_id)
         if monitor is None or monitor.paused:
             return None
+        problem = await asyncio.to_thread(self.problem, monitor)  # may compile a pattern
+        if problem is not None:
+            return await self._pause_with_alert(monitor, problem)
         check = self.kinds[monitor.kind]
         loop = asyncio.get_running_loop()
 
@@ -281,6 +372,14 @@ class MonitorService:
         alert = await asyncio.to_thread(self._evaluate, monitor, outcomes, time.time())
         if alert is not None:
             await self._notify(monitor, alert)
+        return alert
+
+    async def _pause_with_alert(self, monitor: Monitor, problem: str) -> Result:
+        await asyncio.to_thread(self.set_paused, monitor.id, True)
+        log.warning("monitor %s (%s) paused: %s", monitor.id, self.describe(monitor), problem)
+        alert = Result(Status.FAILED, f"monitor {monitor.id} ({self.describe(monitor)}) is paused: {problem}; "
+                                      "remove it and add it again")
+        await self._notify(monitor, alert)
         return alert
 
     def _evaluate(self, monitor: Monitor, outcomes: dict[str, Outcome], now: float) -> Result | None:
@@ -328,7 +427,7 @@ class MonitorService:
                 if site not in shown_dark:
                     shown_dark.add(site)
                     members = sorted(t for t in down_names if self._site_of(t) == site)
-                    rows.append([f"site {site}", "DOWN", f"all {len(members)} devices: {', '.join(members)}"])
+                    rows.append([f"site {site}", "DOWN", f"all {plural(len(members), 'device')}: {', '.join(members)}"])
                 continue
             rows.append([target, "DOWN", outcome.detail])
         for target, outcome, duration in sorted(reminders):
@@ -342,7 +441,7 @@ class MonitorService:
         if ups:
             parts.append(f"{len(ups)} back up")
         status = Status.FAILED if downs or reminders else Status.OK
-        return Result(status, f"monitor {monitor.id} ({monitor.describe()}): {', '.join(parts)}",
+        return Result(status, f"monitor {monitor.id} ({self.describe(monitor)}): {', '.join(parts)}",
                       [ResultTable(["target", "state", "detail"], rows)])
 
     def _site_of(self, target: str) -> str | None:
@@ -367,6 +466,15 @@ class MonitorService:
             await notifier(room, alert)
         except Exception as err:
             log.warning("monitor %s: alert to %s failed: %s", monitor.id, monitor.room, err)
+
+
+def _store(conn: Any, monitor: Monitor) -> None:
+    row = {"id": monitor.id, "kind": monitor.kind, "targets": monitor.targets,
+           "options": json.dumps(monitor.options), "interval": monitor.interval, "room": monitor.room,
+           "owner": monitor.owner, "after": monitor.after, "remind_every": monitor.remind_every,
+           "paused": monitor.paused, "source": monitor.source}
+    conn.execute(delete(monitors_table).where(monitors_table.c.id == monitor.id))
+    conn.execute(insert(monitors_table).values(**row))
 
 
 def _monitor(row: Any) -> Monitor:

@@ -13,10 +13,9 @@ import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 
-from chatbot.args import Device, Param, ParseContext, Targets
+from chatbot.args import Param, ParseContext
 from chatbot.commands import Command, Registry
 from chatbot.errors import ArgumentError, UserError
-from chatbot.inventory import DeviceInfo
 
 MAX_COMMAND_LENGTH = 1000
 MIN_ABBREVIATION = 2
@@ -165,9 +164,6 @@ def _take(words: list[str], start: int, param: Param, keywords: dict[str, Param]
 
 
 def _devices_of(param: Param, value: Any) -> list[str]:
-    """The devices an argument names, so policy and limits can see them before running."""
-    if isinstance(param.type, Device) and isinstance(value, DeviceInfo):
-        return [value.name]
-    if isinstance(param.type, Targets):
-        return list(value)
-    return []  # a ping destination is not a device the bot opens a session to
+    """The devices an argument names, so policy and limits can see them before running.
+    A ping destination is not a device the bot opens a session to: its type names none."""
+    return param.type.devices_of(value)

@@ -6,6 +6,7 @@ from chatbot.args import Param, Word
 from chatbot.commands import command
 from chatbot.context import TaskContext
 from chatbot.results import Note, Result, Status, Table
+from chatbot.wording import plural
 
 MAX_ROWS = 200
 
@@ -25,4 +26,4 @@ def devices(ctx: TaskContext, filter: str) -> Result:
     if len(found) > MAX_ROWS:
         parts.append(Note(f"showing {MAX_ROWS} of {len(found)}; narrow it with a filter such as group:NAME"))
     what = f"matching '{filter}'" if filter else "in the inventory"
-    return Result(Status.OK, f"{len(found)} devices {what}", parts)
+    return Result(Status.OK, f"{plural(len(found), 'device')} {what}", parts)

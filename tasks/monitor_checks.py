@@ -4,7 +4,6 @@ the ACI fabric (health score, faults). The scheduling and alerting are the core'
 from __future__ import annotations
 
 import asyncio
-import re
 import socket
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -13,6 +12,7 @@ from chatbot.context import TaskContext
 from chatbot.errors import ArgumentError, TaskFailure
 from chatbot.inventory import is_ip_address
 from chatbot.monitoring import Outcome, check_kind
+from chatbot.patterns import MATCH_LIMIT_TEXT, compile_pattern, is_bounded
 from tasks._apic_client import client_for
 from tasks._device import run_on_devices
 from tasks._icmp import ping_many
@@ -124,25 +124,39 @@ def _validate_show(ctx: TaskContext, targets: str, options: dict[str, str]) -> d
     if ("expect" in options) == ("reject" in options):
         raise ArgumentError("a show check needs exactly one of: expect <regex>, reject <regex>")
     pattern = options.get("expect") or options["reject"]
-    try:
-        re.compile(pattern)
-    except re.error as err:
-        raise ArgumentError(f"'{pattern[:40]}' is not a valid regular expression: {err}") from None
+    compile_pattern(pattern)  # refused now, with one line, rather than at every run
     return {"devices": devices, "command": request.text, "pattern": pattern, "expect": "expect" in options}
 
 
-@check_kind("show", summary="a show command's output must (expect) or must not (reject) match a pattern",
-            options=("command", "expect", "reject"), validate=_validate_show)
+def _stored_show_problem(spec: dict[str, Any]) -> str | None:
+    """A show monitor stored before patterns went through RE2 may hold one RE2 refuses."""
+    try:
+        compile_pattern(str(spec.get("pattern", "")))
+    except ArgumentError as err:
+        return str(err)
+    return None
+
+
+def _describe_show(spec: dict[str, Any]) -> str:
+    return f"command {spec['command']} {'expect' if spec['expect'] else 'reject'} /{spec['pattern']}/"
+
+
+@check_kind("show", summary="a show command's output must (expect) or must not (reject) match a pattern (RE2 syntax)",
+            options=("command", "expect", "reject"), validate=_validate_show,
+            describe=_describe_show, stored_problem=_stored_show_problem)
 def show_check(ctx: TaskContext, spec: dict[str, Any]) -> dict[str, Outcome]:
-    pattern = re.compile(spec["pattern"])
+    # Runs in the check's worker thread; RE2 matches in linear time, on bounded text.
+    pattern = compile_pattern(spec["pattern"])
     out = {}
     for o in run_on_devices(ctx, spec["devices"], spec["command"]):
         if not o.ok:
             out[o.device] = Outcome(False, o.error, _site(ctx, o.device))
             continue
-        found = pattern.search(o.output) is not None
+        found = pattern.search(o.output)
         ok = found if spec["expect"] else not found
-        detail = ("matches" if found else "does not match") + f" /{spec['pattern']}/"
+        detail = ("matches" if found else "does not match") + f" {pattern}"
+        if not is_bounded(o.output):
+            detail += f" (in {MATCH_LIMIT_TEXT} of the output)"
         out[o.device] = Outcome(ok, detail, _site(ctx, o.device))
     return out
 

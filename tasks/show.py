@@ -11,7 +11,10 @@ from chatbot.context import TaskContext
 from chatbot.errors import ArgumentError
 from chatbot.inventory import DeviceInfo
 from chatbot.redact import redact
-from chatbot.results import Note, Part, Result, Table, TextBlock
+from chatbot.patterns import MATCH_LIMIT_TEXT, compile_pattern, is_bounded
+from chatbot.results import Note, Part, Result, Status, Table, TextBlock
+from chatbot.wording import plural
+from tasks._config_filters import FILTERS, LineFilter, interface_section
 from tasks._device import (
     DeviceOutput,
     device_outcomes,
@@ -100,24 +103,116 @@ def _redacted(ctx: TaskContext, out: DeviceOutput) -> str:
     return redact(out.output, ctx.inventory.devices[out.device].platform)
 
 
+@dataclass(frozen=True)
+class RunRequest:
+    device: DeviceInfo
+    interface: str | None = None  # as the user wrote it: Gi1
+    filter: LineFilter | None = None
+
+    def describe(self) -> str:
+        words = ["show running-config"]
+        if self.interface:
+            words.append(f"interface {self.interface}")
+        if self.filter:
+            words.append(str(self.filter))
+        return " ".join(words)
+
+
+_INTERFACE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9./:-]{0,63}$")
+# " | include x" inside a filter's pattern: a second filter, which IOS does not chain either
+_SECOND_FILTER = re.compile(r"\s\|\s*([A-Za-z]{2,})\b")
+
+
+class RunningConfigRequest(ArgType):
+    """`r1`, `on r1`, `r1 interface Gi1`, `int gi1 r1`, `r1 | include hostname`: in any
+    order, the filter last. The device only ever runs `show running-config`; the
+    interface and the filter are applied by the bot to the redacted config."""
+
+    metavar = "device"
+    usage = "[on] <device> [interface <name>] [| <filter> <regex>]"
+
+    def parse(self, raw: str, ctx: ParseContext) -> RunRequest:
+        # As on IOS, the pattern runs to the end of the line: `| include bgp|ospf` is one filter.
+        command_part, bar, filter_part = raw.partition("|")
+        device: DeviceInfo | None = None
+        interface: str | None = None
+        words = command_part.split()
+        i = 0
+        while i < len(words):
+            word, low = words[i], words[i].lower()
+            if low == "on" and device is None and i + 1 < len(words):
+                device, i = Device().parse(words[i + 1], ctx), i + 2
+            elif device is None and word in ctx.inventory.devices:
+                device, i = ctx.inventory.devices[word], i + 1
+            elif interface is None and len(low) >= 2 and "interface".startswith(low):
+                if i + 1 >= len(words):
+                    raise ArgumentError("which interface? e.g. show run r1 interface Gi1")
+                interface, i = words[i + 1], i + 2
+                if i < len(words) and words[i][:1].isdigit():  # "Gi 1", as IOS also takes it
+                    interface, i = interface + words[i], i + 1
+                if not _INTERFACE_NAME.match(interface):
+                    raise ArgumentError(f"'{interface[:40]}' is not an interface name")
+            elif device is None:
+                device, i = Device().parse(word, ctx), i + 1
+            else:
+                raise ArgumentError(f"unexpected '{word[:40]}'")
+        if device is None:
+            raise ArgumentError("which device? e.g. show run r1, or show run r1 interface Gi1")
+        return RunRequest(device, interface, _parse_config_filter(filter_part, ctx) if bar else None)
+
+    def devices_of(self, value: RunRequest) -> list[str]:
+        return [value.device.name]
+
+
+def _parse_config_filter(text: str, ctx: ParseContext) -> LineFilter:
+    allowed = [p for p in ctx.config.show.pipes if p in FILTERS]
+    name, _, pattern = text.strip().partition(" ")
+    matches = [p for p in allowed if name and p.startswith(name.lower())]
+    if len(matches) != 1:
+        raise ArgumentError(f"'| {name[:20]}' is not an allowed filter; allowed: {', '.join('| ' + p for p in allowed)}")
+    if not pattern.strip():
+        raise ArgumentError(f"'| {matches[0]}' needs a pattern, e.g. | {matches[0]} hostname")
+    second = _SECOND_FILTER.search(" " + pattern)
+    if second and any(f.startswith(second.group(1).lower()) for f in FILTERS):
+        raise ArgumentError("only one | filter per command")
+    return LineFilter(matches[0], compile_pattern(pattern.strip()))
+
+
 @command(
     "show run",
-    summary="running configuration of one device, secrets redacted",
-    params=[Param("device", Device(), keyword="on", bare_ok=True)],
+    summary="running configuration of one device (or one interface of it), secrets redacted, with | filters",
+    params=[Param("request", RunningConfigRequest(), greedy=True)],
     aliases=["show running-config"],
     permission="show.run",
-    examples=["show run r1"],
+    examples=["show run r1", "show run r1 interface Gi1", "show run r1 | include hostname",
+              "show run r1 | section router bgp"],
 )
-def show_run(ctx: TaskContext, device: DeviceInfo) -> Result:
-    """Passwords, secrets, SNMP communities, keys and pre-shared keys are replaced by <redacted>."""
+def show_run(ctx: TaskContext, request: RunRequest) -> Result:
+    """Secrets become <redacted>; then the bot cuts the interface and applies | include/exclude/section/begin/count
+    (RE2 patterns, over the first 1 MiB) itself."""
+    device = request.device
     [out] = run_on_devices(ctx, [device.name], "show running-config")
-    status, summary = outcome_summary("show running-config", [out])
+    status, summary = outcome_summary(request.describe(), [out])
     if not out.ok:
         return Result(status, summary, devices=device_outcomes([out]))
-    text = _redacted(ctx, out)
-    lines = text.count("\n") + 1
-    return Result(status, f"{summary} ({lines} lines, secrets redacted)", [
-        TextBlock(text, title=f"{device.name} running-config", filename=f"{device.name}-running-config.txt"),
+    text = _redacted(ctx, out)  # redact first: filters then only ever see redacted text
+    parts: list[Part] = []
+    if request.interface:
+        try:
+            text = interface_section(text, request.interface)
+        except ArgumentError as err:
+            return Result(Status.FAILED, f"{summary}: {err}", devices=device_outcomes([out]))
+    if request.filter:
+        if not is_bounded(text):
+            parts.append(Note(f"the filter searched {MATCH_LIMIT_TEXT} of the config only"))
+        text = request.filter.apply(text)
+    lines = len(text.splitlines())
+    name = f"{device.name}-running-config" + ("-" + re.sub(r"[^A-Za-z0-9]+", "-", request.interface)
+                                              if request.interface else "")
+    return Result(status, f"{summary} ({plural(lines, 'line')}, secrets redacted)", [
+        TextBlock(text or "(no matching lines)", title=f"{device.name}: {request.describe()}",
+                  filename=f"{name}.txt"),
+        *parts,
     ], devices=device_outcomes([out]))
 
 

@@ -11,6 +11,7 @@ from chatbot.context import TaskContext
 from chatbot.errors import TaskFailure
 from chatbot.inventory import DeviceInfo
 from chatbot.results import Result, Status, Table, TextBlock
+from chatbot.wording import plural
 from tasks._device import device_outcomes, run_on_devices
 from tasks._ios_parsers import parse_ios_traceroute, traced_address
 from tasks._probe import DEVICE_TRACEROUTE, RAW_SOCKET_HINT, device_command, host_probe_address, resolved_label
@@ -47,7 +48,7 @@ def _trace_from_host(ctx: TaskContext, target: NetTarget) -> Result:
         raise TaskFailure(f"traceroute {label}: {err}") from None
     rows = [[str(h.distance), h.address, f"{h.avg_rtt:.1f}"] for h in hops]
     reached = bool(hops) and hops[-1].address == address
-    summary = f"traceroute to {label} from the bot host: {_hops(len(hops))}" + ("" if reached else ", target not reached")
+    summary = f"traceroute to {label} from the bot host: {plural(len(hops), 'hop')}" + ("" if reached else ", target not reached")
     return Result(Status.OK if reached else Status.FAILED, summary, [Table(COLUMNS, rows)])
 
 
@@ -68,9 +69,5 @@ def _trace_from_device(ctx: TaskContext, target: NetTarget, source: DeviceInfo) 
     # A host name is resolved by the device, which says to what: "Tracing the route to x (10.1.1.1)".
     destination = target.address or traced_address(out.output)
     reached = destination is not None and any(h.address == destination for h in hops)
-    summary = f"traceroute to {target.label} from {source.name}: {_hops(len(hops))}" + ("" if reached else ", target not reached")
+    summary = f"traceroute to {target.label} from {source.name}: {plural(len(hops), 'hop')}" + ("" if reached else ", target not reached")
     return Result(Status.OK if reached else Status.FAILED, summary, [Table(COLUMNS, rows)])
-
-
-def _hops(count: int) -> str:
-    return f"{count} hop" if count == 1 else f"{count} hops"

@@ -162,7 +162,7 @@ bot_token = "{slack.bot_token}"
         config = write_setup(tmp_path, clean, extra=good)
         code, lines = run_check(capsys, "--config", str(config), "--devices", "r1")
         assert code == 0, lines
-        assert lines[-1] == "all checks passed (1 devices logged in, 1 APIC and 2 chat servers reached)"
+        assert lines[-1] == "all checks passed (1 device logged in, 1 APIC and 2 chat servers reached)"
 
         mm.revoke_token(token)
         slack.revoked.add(slack.bot_token)

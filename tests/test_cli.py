@@ -37,7 +37,7 @@ password_env = "NB_APIC_PW"
 """)
     assert main(["check", "--offline", "--config", str(config)]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("config ok: 3 devices, 1 groups, 1 APIC, ")
+    assert out.startswith("config ok: 3 devices, 1 group, 1 APIC, ")
     assert out.endswith("all checks passed (offline: config and inventory only)\n")
     assert "device-pw" not in out and "apic-pw" not in out
 

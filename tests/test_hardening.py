@@ -506,7 +506,9 @@ def test_secrets_never_come_out_anywhere(lab, tmp_path: Path, caplog: pytest.Log
         "!show ip int br | include up on r1",
         "!show interfaces | include pass on r1",
         "!show version r1,r2",
-        "!show run r1 | include secret",  # rejected: show run takes no pipe
+        "!show run r1 | include secret",  # filtered by the bot, after redaction
+        "!show run r1 | section key chain",  # a secret on a line of its own, under its context
+        "!show run r2 interface Gi2",
         "!show ip int br | include secret on r1,r2",
         "!audit 100",
     ]
@@ -541,7 +543,9 @@ def test_secrets_never_come_out_anywhere(lab, tmp_path: Path, caplog: pytest.Log
     for text in ("!show run r1", "!show run r2", "!show running-config on r1", "!show ip int br | include up on r1",
                  "!show version r1,r2", "!audit 100"):
         assert results[text].status is Status.OK, (text, results[text].summary)
-    assert results["!show run r1 | include secret"].status is Status.INVALID
+    for text in ("!show run r1 | include secret", "!show run r1 | section key chain", "!show run r2 interface Gi2"):
+        block = next(p for p in results[text].parts if isinstance(p, TextBlock))
+        assert results[text].status is Status.OK and "<redacted>" in block.text, (text, block.text)
     run_r1 = next(p for p in results["!show run r1"].parts if isinstance(p, TextBlock))
     assert "hostname r1" in run_r1.text and "enable secret 9 <redacted>" in run_r1.text
     assert len(run_r1.text.splitlines()) > 50  # the whole config came back, not a stub

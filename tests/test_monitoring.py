@@ -194,3 +194,24 @@ def test_monitors_survive_a_restart_and_run_on_schedule(clean_lab: Any, tmp_path
         finally:
             await bot.stop()
     asyncio.run(second_life())
+
+
+@pytest.mark.timeout(60)
+def test_a_catastrophic_pattern_neither_pins_the_bot_nor_stops_it_answering(clean_lab: Any, tmp_path: Path) -> None:
+    """The monitor of the issue: with a backtracking engine its first run never ends and
+    holds the interpreter, so the bot stops answering everyone. With RE2 the run ends,
+    and another command is answered while it runs."""
+    bot, _ = make_bot(clean_lab, tmp_path / "bot.sqlite")
+
+    async def scenario() -> None:
+        await bot.start()
+        try:
+            added = await ask(bot, "!monitor add show r1 command show ip route reject (.*.*)*Z every 10s after 1")
+            mid = monitor_id(added)
+            run = asyncio.create_task(bot.monitors.run_now(mid))
+            answer = await ask(bot, "!devices r1")
+            assert answer.status is Status.OK and answer.summary == "1 device matching 'r1'"
+            assert await run is None  # the route table has no Z: nothing to alert
+        finally:
+            await bot.stop()
+    asyncio.run(scenario())

@@ -128,7 +128,7 @@ def test_help_lists_every_command_with_usage() -> None:
     table = result.parts[0]
     assert isinstance(table, Table)
     usages = [row[0] for row in table.rows]
-    for expected in ("!ping <target> [options]", "!show run [on] <device>",
+    for expected in ("!ping <target> [options]", "!show run [on] <device> [interface <name>] [| <filter> <regex>]",
                      "!show version [on] <targets>", "!show <command> on <targets>", "!apic health [<apic>]",
                      "!devices [<filter>]", "!traceroute <target> [from <device>]"):
         assert expected in usages
