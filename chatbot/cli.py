@@ -95,14 +95,14 @@ def _faults(specs: list[str]) -> list[tuple[str, str]]:
 
 
 def cmd_shell(args: argparse.Namespace) -> int:
-    from adapters.console import ConsoleChat
+    from adapters.console import ConsoleChat, history_path
     from chatbot.app import build_bot
 
     config = load_config(args.config) if args.config else Config()
     if not (args.lab or config.inventory.lab):
         if args.config is None:
             raise UserError("give --lab for the built-in lab, or --config FILE for your inventory")
-        return asyncio.run(ConsoleChat(build_bot(config)).run())
+        return asyncio.run(ConsoleChat(build_bot(config), history_file=history_path()).run())
 
     from chatbot.lab import Fault, LabThread
 
@@ -116,7 +116,7 @@ def cmd_shell(args: argparse.Namespace) -> int:
         for name, kind in faults:
             lab.set_fault(name, Fault(kind))
         bot = build_bot(config, lab_access(lab))
-        return asyncio.run(ConsoleChat(bot).run())
+        return asyncio.run(ConsoleChat(bot, history_file=history_path()).run())
     finally:
         lab_thread.stop()
 
