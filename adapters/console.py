@@ -154,14 +154,18 @@ class ConsoleChat:
         task.add_done_callback(lambda _: self._answers.pop(msg.message_id or "", None))
 
     async def _acknowledge(self, msg: Message) -> str:
+        """Say "working on it (job ...)"; the job id (if it is a job) will head its answer."""
         self._print(self.bot.progress_text(msg.message_id))
-        return msg.message_id or ""
+        job = self.bot.jobs.job_for_message(msg.message_id)
+        return job.id if job is not None else ""
 
     async def _deliver(self, msg: Message, reply: Reply, ack: str | None) -> None:
         if msg.message_id in self._silenced:
             return
         # Answers of slow commands come in between others: say which command this answers.
-        header = f"[{msg.text.strip()}] (job {reply.job_id})\n" if ack else ""
+        header = ""
+        if ack is not None:
+            header = f"[{msg.text.strip()}]" + (f" (job {ack})" if ack else "") + "\n"
         self._print(header + render_text(reply.result) + "\n")
 
     def _running_jobs(self) -> list[tuple[str, Job]]:

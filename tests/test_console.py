@@ -153,7 +153,7 @@ def test_slow_commands_run_side_by_side_and_ctrl_c_cancels(slow_lab_bot, lab, tm
 
         t.type(f"!cancel {first}\r")
         await t.until(f"job {first} (show run r1) cancelled")
-        await t.until(f"job {first} (show run r1) was cancelled by console:")
+        await t.until(f"[show run r1] (job {first})\n[failed] job {first} (show run r1) was cancelled by console:")
 
         t.type("show r" + CTRL_C)  # Ctrl-C cancels the newest running job, and clears the line
         await t.until(f"job {second} (show run r2) cancelled")
@@ -231,3 +231,60 @@ def test_completion_words(typed: str, expected: set[str]) -> None:
     completer = CommandCompleter(bot.registry, bot.context.inventory, bot.prefix)
     found = {c.text for c in completer.get_completions(Document(typed), CompleteEvent(completion_requested=True))}
     assert expected <= found if typed == "" else found == expected
+
+
+@pytest.mark.slow
+def test_real_terminal(tmp_path: Path) -> None:
+    """`chatbot shell --lab` on a pseudo-terminal: arrow keys edit instead of printing
+    ^[[A, a hung command leaves the prompt usable, Ctrl-C cancels it, Ctrl-D leaves."""
+    import fcntl
+    import os
+    import pty
+    import select
+    import struct
+    import subprocess
+    import termios
+
+    main, child = pty.openpty()
+    fcntl.ioctl(child, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    # A pty answers no cursor position requests: tell prompt_toolkit not to ask.
+    env = dict(os.environ, XDG_STATE_HOME=str(tmp_path / "state"), TERM="xterm", PROMPT_TOOLKIT_NO_CPR="1",
+               PYTHONPATH=str(Path(__file__).resolve().parent.parent))
+    proc = subprocess.Popen([sys.executable, "-m", "chatbot", "shell", "--lab", "--fault", "r2=hang"],
+                            stdin=child, stdout=child, stderr=child, cwd=tmp_path, env=env, start_new_session=True)
+    os.close(child)
+    seen = bytearray()
+
+    def until(pattern: str, timeout: float = 60.0) -> re.Match[bytes]:
+        deadline = time.monotonic() + timeout
+        while True:
+            found = re.search(pattern.encode(), seen, re.DOTALL)
+            if found:
+                return found
+            assert time.monotonic() < deadline and proc.poll() is None, f"no {pattern!r} in {bytes(seen[-3000:])!r}"
+            ready, _, _ = select.select([main], [], [], 0.1)
+            if ready:
+                try:
+                    seen.extend(os.read(main, 65536))
+                except OSError:  # the shell closed the terminal
+                    pass
+
+    try:
+        # Keys go in once the prompt is drawn again: while prompt_toolkit prints above
+        # it, the terminal is in cooked mode and would take a DEL or an arrow for itself.
+        until("type help for commands.*you>")
+        os.write(main, b"show run r2\r")
+        job = until(r"working on it \(job (\w+).*you>").group(1).decode()
+        os.write(main, b"devXies\x1b[D\x1b[D\x1b[D\x7f\x1b[Cc\r")  # a typo fixed with the arrow keys
+        until("3 devices in the inventory")
+        os.write(main, b"\x03")
+        until(f"job {job} \\(show run r2\\) was cancelled by console:")
+        os.write(main, b"\x04")
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(main)
+    assert b"^[[" not in seen and b"Traceback" not in seen
+    assert "devices" in (tmp_path / "state" / "netbot" / "history").read_text()
