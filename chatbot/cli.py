@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from chatbot.config import Config, load_config
 from chatbot.errors import UserError
@@ -104,21 +104,26 @@ def cmd_shell(args: argparse.Namespace) -> int:
             raise UserError("give --lab for the built-in lab, or --config FILE for your inventory")
         return asyncio.run(ConsoleChat(build_bot(config), history_file=history_path()).run())
 
-    from chatbot.lab import Fault, LabThread
-
-    faults = _faults(args.fault)
-    try:  # a bad device count, too few file handles: one line, not a traceback
-        lab_thread = LabThread(devices=args.devices, delay=args.delay)
-        lab = lab_thread.start()
-    except (ValueError, OSError) as err:
-        raise UserError(f"lab: {err}") from None
+    lab_thread, lab = _start_lab(args.devices, args.delay, _faults(args.fault))
     try:
-        for name, kind in faults:
-            lab.set_fault(name, Fault(kind))
         bot = build_bot(config, lab_access(lab))
         return asyncio.run(ConsoleChat(bot, history_file=history_path()).run())
     finally:
         lab_thread.stop()
+
+
+def _start_lab(devices: int, delay: float, faults: list[tuple[str, str]]) -> tuple[Any, Any]:
+    """The simulated network in a thread of this process: (the LabThread, its Lab)."""
+    from chatbot.lab import Fault, LabThread
+
+    try:  # a bad device count, too few file handles: one line, not a traceback
+        lab_thread = LabThread(devices=devices, delay=delay)
+        lab = lab_thread.start()
+    except (ValueError, OSError) as err:
+        raise UserError(f"lab: {err}") from None
+    for name, kind in faults:
+        lab.set_fault(name, Fault(kind))
+    return lab_thread, lab
 
 
 def lab_access(lab: object) -> "LabAccess":
@@ -192,12 +197,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     platforms = [name for name in ("matrix", "mattermost", "slack") if getattr(config, name) is not None]
     if not platforms:
-        raise UserError(f"{args.config}: no [matrix], [mattermost] or [slack] section; "
-                        "to chat in this terminal use: chatbot shell --config FILE")
-    return asyncio.run(serve(config))
+        raise UserError(f"{args.config}: no chat platform configured: add [matrix], [mattermost] or [slack]; "
+                        f"to chat in this terminal use: chatbot shell --config {args.config}")
+    if not config.inventory.lab:
+        return asyncio.run(serve(config))
+    # A chat platform can be tried with no network: the lab runs in this process.
+    lab_thread, lab = _start_lab(devices=3, delay=0.05, faults=[])
+    try:
+        log.warning("[inventory] lab = true: %s answer from the built-in simulated network (%s on loopback), "
+                    "not a real one", " and ".join(platforms), ", ".join(lab.devices))
+        return asyncio.run(serve(config, lab_access(lab)))
+    finally:
+        lab_thread.stop()
 
 
-async def serve(config: Config) -> int:
+async def serve(config: Config, lab: "LabAccess | None" = None) -> int:
     """Every configured chat adapter on one core, until SIGINT or SIGTERM."""
     import signal
 
@@ -208,7 +222,7 @@ async def serve(config: Config) -> int:
     from chatbot.state import ChatState
 
     engine = make_engine(config.bot.database)
-    bot = build_bot(config, audit=AuditLog(engine))
+    bot = build_bot(config, lab, audit=AuditLog(engine))
     bridges = BridgeResolver(config.bridges)
     adapters = []
     state = ChatState(engine)
