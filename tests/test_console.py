@@ -236,7 +236,9 @@ def test_completion_words(typed: str, expected: set[str]) -> None:
 @pytest.mark.slow
 def test_real_terminal(tmp_path: Path) -> None:
     """`chatbot shell --lab` on a pseudo-terminal: arrow keys edit instead of printing
-    ^[[A, a hung command leaves the prompt usable, Ctrl-C cancels it, Ctrl-D leaves."""
+    ^[[A, a slow command leaves the prompt usable, Ctrl-C cancels it, Ctrl-D leaves.
+    (Slow, not hung: a hung device's session cannot be cut while it is still logging
+    in, and the process would wait for that thread's device timeout on leaving.)"""
     import fcntl
     import os
     import pty
@@ -250,18 +252,26 @@ def test_real_terminal(tmp_path: Path) -> None:
     # A pty answers no cursor position requests: tell prompt_toolkit not to ask.
     env = dict(os.environ, XDG_STATE_HOME=str(tmp_path / "state"), TERM="xterm", PROMPT_TOOLKIT_NO_CPR="1",
                PYTHONPATH=str(Path(__file__).resolve().parent.parent))
-    proc = subprocess.Popen([sys.executable, "-m", "chatbot", "shell", "--lab", "--fault", "r2=hang"],
+    proc = subprocess.Popen([sys.executable, "-m", "chatbot", "shell", "--lab", "--fault", "r2=slow"],
                             stdin=child, stdout=child, stderr=child, cwd=tmp_path, env=env, start_new_session=True)
     os.close(child)
     seen = bytearray()
 
-    def until(pattern: str, timeout: float = 60.0) -> re.Match[bytes]:
+    def until(*patterns: str, timeout: float = 60.0) -> re.Match[bytes]:
+        """Wait until every pattern is on the screen and the prompt is drawn after the
+        last of them; returns the first pattern's match. Keys go in only then: while
+        prompt_toolkit prints above the prompt the terminal is in cooked mode, where it
+        would take a DEL, an arrow, Ctrl-C or Ctrl-D for itself (a person types after
+        reading, some milliseconds later)."""
         deadline = time.monotonic() + timeout
         while True:
-            found = re.search(pattern.encode(), seen, re.DOTALL)
-            if found:
-                return found
-            assert time.monotonic() < deadline and proc.poll() is None, f"no {pattern!r} in {bytes(seen[-3000:])!r}"
+            found = [re.search(p.encode(), seen, re.DOTALL) for p in patterns]
+            if all(found) and b"you>" in seen[max(m.end() for m in found if m):]:
+                return found[0]  # type: ignore[return-value]
+            if time.monotonic() > deadline or proc.poll() is not None:
+                (tmp_path / "screen").write_bytes(seen)
+                raise AssertionError(f"no {patterns!r} in {bytes(seen[-3000:])!r}; all of it in "
+                                     + str(tmp_path / "screen"))
             ready, _, _ = select.select([main], [], [], 0.1)
             if ready:
                 try:
@@ -270,17 +280,18 @@ def test_real_terminal(tmp_path: Path) -> None:
                     pass
 
     try:
-        # Keys go in once the prompt is drawn again: while prompt_toolkit prints above
-        # it, the terminal is in cooked mode and would take a DEL or an arrow for itself.
-        until("type help for commands.*you>")
+        until("type help for commands")
         os.write(main, b"show run r2\r")
-        job = until(r"working on it \(job (\w+).*you>").group(1).decode()
+        job = until(r"working on it \(job (\w+)").group(1).decode()
         os.write(main, b"devXies\x1b[D\x1b[D\x1b[D\x7f\x1b[Cc\r")  # a typo fixed with the arrow keys
         until("3 devices in the inventory")
         os.write(main, b"\x03")
-        until(f"job {job} \\(show run r2\\) was cancelled by console:")
+        until(f"job {job} \\(show run r2\\) cancelled", f"job {job} \\(show run r2\\) was cancelled by console:")
         os.write(main, b"\x04")
-        assert proc.wait(30) == 0
+        try:
+            assert proc.wait(30) == 0
+        except subprocess.TimeoutExpired:
+            until("the end")  # fails, showing the screen
     finally:
         if proc.poll() is None:
             proc.kill()
