@@ -6,7 +6,8 @@ of command words and device names, and commands that run side by side (a slow on
 lines and monitor alerts print above the prompt; Ctrl-C cancels the newest running job
 (or clears the line), Ctrl-D, `exit` or `quit` leaves.
 
-Otherwise it reads one command per line from stdin and prints each reply in order, so
+Otherwise (stdin or stdout is not a terminal) it reads one command per line from stdin
+and prints each reply in order, so
 `printf '!help\n!ping r1\n' | chatbot shell --lab` works in scripts.
 """
 
@@ -57,7 +58,8 @@ class ConsoleChat:
         self.stdout = stdout
         user = getpass.getuser()
         self.sender = Identity.native("console", user, display_name=user)
-        self.interactive = stdin.isatty() if interactive is None else interactive
+        # Output redirected to a file gets plain lines, not a prompt's escape sequences.
+        self.interactive = (stdin.isatty() and stdout.isatty()) if interactive is None else interactive
         self.history_file = history_file
         self.progress_after = progress_after
         self._out: TextIO = stdout

@@ -299,3 +299,31 @@ def test_real_terminal(tmp_path: Path) -> None:
         os.close(main)
     assert b"^[[" not in seen and b"Traceback" not in seen
     assert "devices" in (tmp_path / "state" / "netbot" / "history").read_text()
+
+
+@pytest.mark.slow
+def test_output_to_a_file_gets_plain_lines(tmp_path: Path) -> None:
+    """Typing at a terminal with the output redirected (`chatbot shell --lab > out`):
+    one command per line, plain answers, no prompt drawing in the file."""
+    import os
+    import pty
+    import subprocess
+
+    main, child = pty.openpty()
+    out = tmp_path / "out"
+    env = dict(os.environ, XDG_STATE_HOME=str(tmp_path / "state"), TERM="xterm",
+               PYTHONPATH=str(Path(__file__).resolve().parent.parent))
+    with out.open("w") as sink:
+        proc = subprocess.Popen([sys.executable, "-m", "chatbot", "shell", "--lab"], stdin=child, stdout=sink,
+                                stderr=subprocess.PIPE, cwd=tmp_path, env=env, start_new_session=True)
+    os.close(child)
+    try:
+        os.write(main, b"devices\n\x04")  # a line, then end of input
+        assert proc.wait(60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(main)
+    text = out.read_text()
+    assert "> devices\n3 devices in the inventory" in text and "\x1b" not in text
