@@ -115,13 +115,19 @@ def cmd_shell(args: argparse.Namespace) -> int:
 def _start_lab(devices: int, delay: float, faults: list[tuple[str, str]]) -> tuple[Any, Any]:
     """The simulated network in a thread of this process: (the LabThread, its Lab)."""
     from chatbot.lab import Fault, LabThread
+    from chatbot.lab.apic import APIC_NAME
 
     try:  # a bad device count, too few file handles: one line, not a traceback
         lab_thread = LabThread(devices=devices, delay=delay)
         lab = lab_thread.start()
     except (ValueError, OSError) as err:
         raise UserError(f"lab: {err}") from None
+    names = [*lab.devices, APIC_NAME]
     for name, kind in faults:
+        if name not in names:
+            lab_thread.stop()
+            raise UserError(f"--fault {name}={kind}: the lab has no device {name} "
+                            f"(it has {names[0]}-{names[-2]} and {APIC_NAME})")
         lab.set_fault(name, Fault(kind))
     return lab_thread, lab
 

@@ -121,6 +121,12 @@ def test_bad_fault_spec_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
     assert "use DEVICE=KIND" in capsys.readouterr().err
 
 
+def test_fault_on_a_device_the_lab_lacks_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["shell", "--lab", "--fault", "r99=down"]) == 2
+    err = capsys.readouterr().err
+    assert err == "chatbot: --fault r99=down: the lab has no device r99 (it has r1-r3 and apic1)\n"
+
+
 @pytest.mark.slow
 def test_standalone_lab_and_configured_bot(tmp_path: Path) -> None:
     """`chatbot lab` in one process; `chatbot shell --config deploy/lab.toml` in another,
