@@ -75,6 +75,16 @@ def terminal(bot: Any, tmp_path: Path, **options: Any) -> Iterator[Terminal]:
             yield Terminal(chat, keys, screen)
 
 
+@pytest.fixture(scope="module")
+def lab():  # type: ignore[no-untyped-def]
+    """This module's own lab: sessions these tests hang and cancel must not linger in
+    the session's shared lab, whose session counts other tests measure."""
+    from chatbot.lab import LabThread
+
+    with LabThread(devices=3, delay=0.01) as running:
+        yield running
+
+
 @pytest.fixture()
 def slow_lab_bot(lab, tmp_path: Path):  # type: ignore[no-untyped-def]
     """A bot on the shared lab whose devices may stay silent for a minute, so a hung
