@@ -265,9 +265,10 @@ class Bot:
         service = self.monitors
         assert service is not None
         options = {k: args[k] for k in ("command", "expect", "reject", "below", "severity") if args.get(k)}
-        room = args.get("to") or req.msg.room
-        platform, colon, _ = room.partition(":")
-        if not (colon and platform in PLATFORMS):  # a bare room of this platform (the console's is "console")
+        # The asking room is a platform's own id (the terminal's is "console"): always
+        # qualify it; a `to` room may already name its platform.
+        room = args.get("to") or f"{req.msg.platform}:{req.msg.room}"
+        if ":" not in room or room.partition(":")[0] not in PLATFORMS:
             room = f"{req.msg.platform}:{room}"
         try:
             monitor = await asyncio.to_thread(

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from chatbot.config import Config, load_config
 from chatbot.errors import UserError
@@ -109,30 +109,41 @@ def _faults(specs: list[str]) -> list[tuple[str, str]]:
 
 
 def cmd_shell(args: argparse.Namespace) -> int:
-    from adapters.console import ConsoleChat
+    from adapters.console import ConsoleChat, history_path
     from chatbot.app import build_bot
 
     config = load_config(args.config) if args.config else Config()
     if not (args.lab or config.inventory.lab):
         if args.config is None:
             raise UserError("give --lab for the built-in lab, or --config FILE for your inventory")
-        return asyncio.run(ConsoleChat(build_bot(config)).run())
+        return asyncio.run(ConsoleChat(build_bot(config), history_file=history_path()).run())
 
+    lab_thread, lab = _start_lab(args.devices, args.delay, _faults(args.fault))
+    try:
+        bot = build_bot(config, lab_access(lab))
+        return asyncio.run(ConsoleChat(bot, history_file=history_path()).run())
+    finally:
+        lab_thread.stop()
+
+
+def _start_lab(devices: int, delay: float, faults: list[tuple[str, str]]) -> tuple[Any, Any]:
+    """The simulated network in a thread of this process: (the LabThread, its Lab)."""
     from chatbot.lab import Fault, LabThread
+    from chatbot.lab.apic import APIC_NAME
 
-    faults = _faults(args.fault)
     try:  # a bad device count, too few file handles: one line, not a traceback
-        lab_thread = LabThread(devices=args.devices, delay=args.delay)
+        lab_thread = LabThread(devices=devices, delay=delay)
         lab = lab_thread.start()
     except (ValueError, OSError) as err:
         raise UserError(f"lab: {err}") from None
-    try:
-        for name, kind in faults:
-            lab.set_fault(name, Fault(kind))
-        bot = build_bot(config, lab_access(lab))
-        return asyncio.run(ConsoleChat(bot).run())
-    finally:
-        lab_thread.stop()
+    names = [*lab.devices, APIC_NAME]
+    for name, kind in faults:
+        if name not in names:
+            lab_thread.stop()
+            raise UserError(f"--fault {name}={kind}: the lab has no device {name} "
+                            f"(it has {names[0]}-{names[-2]} and {APIC_NAME})")
+        lab.set_fault(name, Fault(kind))
+    return lab_thread, lab
 
 
 def lab_access(lab: object) -> "LabAccess":
@@ -208,12 +219,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     platforms = [name for name in ("matrix", "mattermost", "slack") if getattr(config, name) is not None]
     if not platforms:
-        raise UserError(f"{args.config}: no [matrix], [mattermost] or [slack] section; "
-                        "to chat in this terminal use: chatbot shell --config FILE")
-    return asyncio.run(serve(config))
+        raise UserError(f"{args.config}: no chat platform configured: add [matrix], [mattermost] or [slack]; "
+                        f"to chat in this terminal use: chatbot shell --config {args.config}")
+    if not config.inventory.lab:
+        return asyncio.run(serve(config))
+    # A chat platform can be tried with no network: the lab runs in this process.
+    lab_thread, lab = _start_lab(devices=3, delay=0.05, faults=[])
+    try:
+        log.warning("[inventory] lab = true: %s answer from the built-in simulated network (%s on loopback), "
+                    "not a real one", " and ".join(platforms), ", ".join(lab.devices))
+        return asyncio.run(serve(config, lab_access(lab)))
+    finally:
+        lab_thread.stop()
 
 
-async def serve(config: Config) -> int:
+async def serve(config: Config, lab: "LabAccess | None" = None) -> int:
     """Every configured chat adapter on one core, until SIGINT or SIGTERM."""
     import signal
 
@@ -224,7 +244,7 @@ async def serve(config: Config) -> int:
     from chatbot.state import ChatState
 
     engine = make_engine(config.bot.database)
-    bot = build_bot(config, audit=AuditLog(engine))
+    bot = build_bot(config, lab, audit=AuditLog(engine))
     bridges = BridgeResolver(config.bridges)
     adapters = []
     state = ChatState(engine)

@@ -57,10 +57,59 @@ def test_check_fails_with_one_clear_line(tmp_path: Path, capsys: pytest.CaptureF
     assert message in err and err.count("\n") == 1 and "Traceback" not in err
 
 
-def test_run_without_chat_platform_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    config = write_config(tmp_path, "[bot]\nname = \"netbot\"\n")
+@pytest.mark.parametrize("body", ["[bot]\nname = \"netbot\"\n", "[inventory]\nlab = true\n"])
+def test_run_without_chat_platform_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str], body: str) -> None:
+    config = write_config(tmp_path, body)
     assert main(["run", "--config", str(config)]) == 2
-    assert "no [matrix], [mattermost] or [slack] section" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "no chat platform configured: add [matrix], [mattermost] or [slack]" in err and err.count("\n") == 1
+
+
+@pytest.mark.slow
+def test_run_with_lab_inventory_serves_chat_from_an_in_process_lab(tmp_path: Path) -> None:
+    """`[inventory] lab = true` with a chat platform: `chatbot run` starts the lab itself
+    and answers from it (here on the fake Slack), saying once that it is a lab."""
+    import os
+
+    from fake_slack import FakeSlack
+
+    with FakeSlack() as slack:
+        slack.add_user("U0ALICE01", "alice", im="D0ALICE01")
+        config = write_config(tmp_path, f"""
+[inventory]
+lab = true
+
+[slack]
+base_url = "{slack.base_url}"
+app_token_env = "NB_SLACK_APP"
+bot_token_env = "NB_SLACK_BOT"
+
+[access.roles.operator]
+commands = ["*"]
+
+[[access.grants]]
+who = ["slack:*"]
+where = ["*"]
+roles = ["operator"]
+""")
+        env = dict(os.environ, PYTHONPATH=str(REPO), NB_SLACK_APP=slack.app_token, NB_SLACK_BOT=slack.bot_token)
+        bot = subprocess.Popen([sys.executable, "-m", "chatbot", "run", "--config", str(config)], cwd=tmp_path,
+                               env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            ts = slack.user_says("U0ALICE01", "D0ALICE01", "show version all")
+
+            def answered() -> list[dict[str, str]]:
+                assert bot.poll() is None, bot.communicate()[1]  # the bot stopped: why
+                return [m for m in slack.replies_to("D0ALICE01", ts) if "show version on" in m["text"]]
+            answer = slack.wait_for(answered, "the answer", timeout=60)
+            assert "show version on 3 devices: 3 ok" in answer[0]["text"]
+        finally:
+            bot.send_signal(signal.SIGINT)
+            out, err = bot.communicate(timeout=30)
+    assert bot.returncode == 0, err
+    lab_lines = [line for line in err.splitlines() if "lab = true" in line]
+    assert len(lab_lines) == 1 and "slack answer from the built-in simulated network (r1, r2, r3" in lab_lines[0]
+    assert "Traceback" not in err
 
 
 def test_shell_needs_lab_or_config(capsys: pytest.CaptureFixture[str]) -> None:
@@ -71,6 +120,12 @@ def test_shell_needs_lab_or_config(capsys: pytest.CaptureFixture[str]) -> None:
 def test_bad_fault_spec_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["shell", "--lab", "--fault", "r1=melt"]) == 2
     assert "use DEVICE=KIND" in capsys.readouterr().err
+
+
+def test_fault_on_a_device_the_lab_lacks_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["shell", "--lab", "--fault", "r99=down"]) == 2
+    err = capsys.readouterr().err
+    assert err == "chatbot: --fault r99=down: the lab has no device r99 (it has r1-r3 and apic1)\n"
 
 
 @pytest.mark.slow
