@@ -8,6 +8,11 @@ authentication, where a host key must be judged before any password leaves. The 
 (authentication, channel, reads, writes, close) is scrapli's own ssh2 code, unchanged.
 The host-key policy arrives through scrapli's `transport_options`.
 
+A cancelled job must be able to cut a session that is still logging in (a device that
+takes the password but never shows a prompt holds scrapli's `open` until the device
+timeout): `watching_sockets` lets the caller see each TCP socket as soon as it connects,
+in the thread that opens the session, so it can shut it down from another thread.
+
 scrapli's own socket helper swallows a name-resolution error and raises a bare
 ScrapliConnectionNotOpened, so the bot could not tell "no such host" from anything else:
 `TypedSocket` keeps the cause and names the failure.
@@ -17,7 +22,9 @@ from __future__ import annotations
 
 import errno
 import socket
-from contextlib import suppress
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from contextvars import ContextVar
 from typing import Any
 
 from scrapli.exceptions import ScrapliAuthenticationFailed, ScrapliConnectionNotOpened
@@ -28,7 +35,7 @@ from ssh2.session import LIBSSH2_METHOD_HOSTKEY, Session
 from chatbot.hostkeys import HostKeyMode, HostKeyPolicy, preferred_algorithms, verify_host_key
 
 TRANSPORT_NAME = "netbot"
-__all__ = ["NetbotTransport", "PluginTransportArgs", "TRANSPORT_NAME", "scan_host_key"]
+__all__ = ["NetbotTransport", "PluginTransportArgs", "TRANSPORT_NAME", "scan_host_key", "watching_sockets"]
 
 
 class CannotResolve(ScrapliConnectionNotOpened):
@@ -56,6 +63,18 @@ class LoginRefused(ScrapliAuthenticationFailed):
 
 
 _UNREACHABLE = {errno.ENETUNREACH, errno.EHOSTUNREACH}
+_socket_watcher: ContextVar[Callable[[socket.socket], None] | None] = ContextVar("netbot_socket_watcher",
+                                                                                default=None)
+
+
+@contextmanager
+def watching_sockets(watcher: Callable[[socket.socket], None]) -> Iterator[None]:
+    """Call `watcher` with every session socket this thread connects inside the block."""
+    token = _socket_watcher.set(watcher)
+    try:
+        yield
+    finally:
+        _socket_watcher.reset(token)
 
 
 class TypedSocket(Socket):
@@ -75,6 +94,9 @@ class TypedSocket(Socket):
                 last = exc
                 continue
             self.sock = sock
+            watcher = _socket_watcher.get()
+            if watcher is not None:
+                watcher(sock)
             return
         if isinstance(last, socket.timeout):
             raise ConnectTimedOut(f"connecting to {self.host}:{self.port} timed out") from last

@@ -7,6 +7,7 @@ half-used channel. Failures come back per device as one readable line.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import time
@@ -21,6 +22,7 @@ from chatbot.context import TaskContext
 from chatbot.jobs import Job, current_job
 from chatbot.limits import background_work
 from chatbot.results import Status
+from chatbot.ssh_transport import watching_sockets
 
 CONNECTION = "scrapli"
 log = logging.getLogger(__name__)
@@ -80,8 +82,13 @@ def _send_command(task: Task, command: str, ctx: TaskContext, textfsm: bool,
             return NornirResult(host=task.host, result=DeviceOutput(name, False, error="cancelled before it started"))
         started = time.monotonic()
         try:
-            conn = task.host.get_connection(CONNECTION, task.nornir.config)
-            if job is not None:
+            if job is None:
+                conn = task.host.get_connection(CONNECTION, task.nornir.config)
+            else:
+                # Cut-able from the moment TCP connects: a device may take the login and
+                # then hold scrapli's open (no prompt) until the device timeout.
+                with watching_sockets(lambda sock: job.session_opened(name, _socket_cutter(sock))):
+                    conn = task.host.get_connection(CONNECTION, task.nornir.config)
                 job.session_opened(name, _session_cutter(conn))
             response = conn.send_command(command, timeout_ops=timeout)
         finally:
@@ -106,8 +113,15 @@ def _session_cutter(conn: Any) -> Callable[[], None]:
     thread is not safe. Transports without a socket (system ssh) are closed."""
     sock = getattr(getattr(conn.transport, "socket", None), "sock", None)
     if sock is not None:
-        return lambda: sock.shutdown(socket.SHUT_RDWR)
+        return _socket_cutter(sock)
     return conn.transport.close
+
+
+def _socket_cutter(sock: socket.socket) -> Callable[[], None]:
+    def cut() -> None:
+        with contextlib.suppress(OSError):  # already closed by the other side
+            sock.shutdown(socket.SHUT_RDWR)
+    return cut
 
 
 def _close_quietly(task: Task) -> None:

@@ -16,6 +16,7 @@ from chatbot.audit import AuditLog, make_engine
 from chatbot.cli import lab_access
 from chatbot.config import parse_config
 from chatbot.jobs import JobState, jobs_table
+from chatbot.lab import Fault
 from chatbot.message import Identity, Message
 from chatbot.results import Status
 
@@ -115,6 +116,30 @@ def test_cancel_stops_running_and_queued_jobs(lab: Any, tmp_path: Path) -> None:
     with bot.audit.engine.connect() as conn:
         states = {r.state for r in conn.execute(select(jobs_table.c.state))}
     assert "cancelled" in states
+
+
+def test_cancel_cuts_a_session_still_logging_in(lab: Any, tmp_path: Path) -> None:
+    """A device that takes the login but never shows a prompt holds the session inside
+    scrapli's open: a cancel must cut it there too, not wait for the device timeout."""
+    bot = make_bot(lab, tmp_path, access=USERS_WITHOUT_JOBS_ALL, device_timeout=30)
+    lab.set_fault("r6", Fault.HANG)
+    lab.devices["r6"].stats.reset()
+    try:
+        async def scenario() -> None:
+            msg = message("ann", "!show version r6", 1)
+            hung = asyncio.create_task(bot.handle(msg))
+            await wait_until(lambda: lab.devices["r6"].stats.sessions_now == 1, "r6's session")
+            job = bot.jobs.job_for_message(msg.message_id)
+            assert job is not None
+            cut = time.monotonic()
+            assert (await bot.handle(message("ann", f"!cancel {job.id}"))).result.status is Status.OK
+            reply = await asyncio.wait_for(hung, 10)  # the device timeout is 30 s
+            assert "was cancelled by console:ann" in reply.result.summary
+            await wait_until(lambda: lab.devices["r6"].stats.sessions_now == 0, "r6's session to close", 10)
+            assert time.monotonic() - cut < 10
+        asyncio.run(scenario())
+    finally:
+        lab.set_fault("r6", None)
 
 
 def test_rate_limit_per_user(lab: Any, tmp_path: Path) -> None:
