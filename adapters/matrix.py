@@ -368,7 +368,10 @@ class MatrixAdapter:
         if not body.strip():
             return None
         thread_root = relation.get("event_id") if relation.get("rel_type") == "m.thread" else None
-        mentioned = self.client.user_id in ((content.get("m.mentions") or {}).get("user_ids") or [])
+        # A reply mentions the author of what it replies to (Element puts them in m.mentions):
+        # "thanks" under the bot's answer is chatter, so in a reply only a typed name counts.
+        mentioned = "m.in_reply_to" not in relation and \
+            self.client.user_id in ((content.get("m.mentions") or {}).get("user_ids") or [])
         body, named = self._strip_mention(body)
         age = (event.source.get("unsigned") or {}).get("age")
         return Incoming(room_id, event.event_id, event.sender, body, thread_root, mentioned or named,

@@ -141,6 +141,7 @@ class Human:
             content["formatted_body"] = (f"<mx-reply><blockquote>In reply to {reply_to.sender}<br>"
                                          f"{body(reply_to)}</blockquote></mx-reply>{text}")
             content["m.relates_to"] = {"m.in_reply_to": {"event_id": reply_to.event_id}}
+            content["m.mentions"] = {"user_ids": [reply_to.sender]}  # as Element does for a reply
         resp = await self.client.room_send(room, "m.room.message", content, ignore_unverified_devices=True)
         assert isinstance(resp, RoomSendResponse), resp
         return resp.event_id
@@ -520,7 +521,13 @@ def test_reply_fallback_is_never_part_of_the_command(running_bot: BotThread, syn
             quote_only = await alice.say(room, "", reply_to=quoted)
             marker = await alice.say(room, "!whoami")
             await alice.wait_for(lambda: alice.replies_to(marker), "the marker's answer")
+            # Replying "thanks" to the bot's answer mentions the bot (m.mentions), yet is chatter.
+            answer = _final(alice.replies_to(original))[0]
+            thanks = await alice.say(room, "thanks, that helped", reply_to=answer)
+            marker = await alice.say(room, "!whoami")
+            await alice.wait_for(lambda: alice.replies_to(marker), "the second marker's answer")
             assert alice.replies_to(quote_only) == []
+            assert alice.replies_to(thanks) == []
             assert len(_final(alice.replies_to(original))) == 1
     run(scenario())
 
