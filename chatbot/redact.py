@@ -76,6 +76,16 @@ _CMD = (
 _EOL = r"[ \t\r]*$"
 
 
+# Junos statements whose value is a secret (shown as "$9$..." or a crypt hash). The
+# bare "password" (archive sites, outbound-ssh) never has a value in "{" or "[ ... ]".
+_JUNOS_SECRET_WORDS = (
+    r"(?:encrypted-password|plain-text-password-value|secret|authentication-key"
+    r"|hello-authentication-key|simple-password|ascii-text|hexadecimal|community-name"
+    r"|authentication-password|privacy-password|privacy-key|chap-secret|default-chap-secret"
+    r"|pap-password|default-pap-password|local-password|shared-secret|password(?= [^\s{\[\]]))"
+)
+
+
 def _cmd_once(head: str) -> str:
     """_CMD + head, committed to head's first occurrence on the line.
 
@@ -115,11 +125,39 @@ _LINE_RULES: tuple[_Rule, ...] = (
     # --- Junos (before the Cisco rules so a Junos line keeps its quotes and ';') ---
     _rule(
         JUNOS,
-        ("password", "secret", "key", "ascii-text", "hexadecimal"),
-        _CMD + r"(?:encrypted-password|secret|authentication-key|simple-password"
-        r"|ascii-text|hexadecimal) " + _secret(_JTOKEN),
+        ("password", "secret", "key", "ascii-text", "hexadecimal", "community-name"),
+        _CMD + _JUNOS_SECRET_WORDS + " " + _secret(_JTOKEN),
+    ),
+    # "set" lines typed by hand may carry a plaintext value with neither quote nor ';'.
+    _rule(
+        JUNOS,
+        ("password", "secret", "key", "ascii-text", "hexadecimal", "community-name"),
+        r"^[ \t]*set [^\r\n]*?(?<![\w-])" + _JUNOS_SECRET_WORDS
+        + r" (?![\[\]{}]|\d+ type |(?:minimum|maximum|format|change-type)\S* )"
+        + _secret(rf"{_QUOTED}{_END_QUOTED}|[^\s;]+"),
     ),
     _rule(JUNOS, "md5", _CMD + r"md5 \d+ key " + _secret(_JTOKEN)),
+    _rule(
+        JUNOS,
+        "md5",
+        r"^[ \t]*set [^\r\n]*?(?<![\w-])md5 \d+ key "
+        + _secret(rf"{_QUOTED}{_END_QUOTED}|[^\s;]+"),
+    ),
+    # NTP keys: "authentication-key <id> type md5 value <key>".
+    _rule(
+        JUNOS,
+        "authentication-key",
+        _CMD + r"authentication-key \d+ type \S+ value "
+        + _secret(rf"{_JTOKEN}|{_QUOTED}|[^\s;]+"),
+    ),
+    # The trap-group name is the community v1/v2c traps are sent with.
+    _rule(
+        JUNOS,
+        "trap-group",
+        r"^[ \t]*(?:set snmp )?trap-group "
+        + _secret(rf"{_QUOTED}|[^\s;{{]+")
+        + r"(?=[ \t]*\{|;|[ \t]|[\r]?$)",
+    ),
     # "community <name> {" or "community <name>;" inside "snmp {"; a policy-options
     # "community <name> members ..." line has neither right after the name.
     _rule(
@@ -137,10 +175,23 @@ _LINE_RULES: tuple[_Rule, ...] = (
         _CMD + r"enable (?:algorithm-type \S+ )?(?:secret|password)(?: level \d+)? "
         + _TYPED,
     ),
+    # 9800 AP profile: two single-token secrets on one line, which the "username" rule
+    # (value = rest of line) would merge into one.
+    _rule(
+        CISCO_LIKE,
+        "mgmtuser username",
+        _CMD + r"mgmtuser username \S+ password (?:[0-9] )?" + _secret(),
+    ),
+    _rule(
+        CISCO_LIKE,
+        "mgmtuser username",
+        _cmd_once("mgmtuser username ") + r"[^\r\n]*? secret (?:[0-9] )?" + _secret(),
+    ),
     _rule(
         CISCO_LIKE,
         "username",
-        _cmd_once(r"username \S+ ") + r"(?:[^\r\n]*? )?(?:secret|password) " + _TYPED,
+        _cmd_once(r"(?<!mgmtuser )username \S+ ") + r"(?:[^\r\n]*? )?(?:secret|password) "
+        + _TYPED,
     ),
     # "password" opening a line is the line/vty password or an NX-OS BGP neighbor's;
     # the exclusions are global settings that start with the same word.
@@ -153,9 +204,32 @@ _LINE_RULES: tuple[_Rule, ...] = (
     _rule(
         CISCO_LIKE,
         "password",
-        _CMD + r"(?:neighbor \S+|ppp chap|sent-username \S+|ip ftp|ip http client|vtp"
-        r"|l2tp tunnel) password " + _TYPED,
+        _CMD + r"(?:neighbor \S+|ppp (?:chap|pap|eap|ms-chap)|sent-username \S+|ip ftp"
+        r"|ip http client|l2tp tunnel|wccp (?:[^\r\n]*? )?) password " + _TYPED,
     ),
+    # LDP fallback and per-ACL passwords ("... for <acl> key-chain <name>" names one).
+    _rule(
+        CISCO_LIKE,
+        "password",
+        _CMD + r"mpls ldp (?:vrf \S+ )?password (?:fallback|option \d+ for \S+) "
+        r"(?!key-chain )" + _TYPED,
+    ),
+    # VTP options ("hidden", "secret") follow the value; "show vtp password" output.
+    _rule(CISCO_LIKE, "vtp password", _CMD + r"vtp password " + _secret()),
+    # MSDP: IOS "ip msdp [vrf V] password peer <addr> [type] <value>", NX-OS without "peer".
+    _rule(
+        CISCO_LIKE,
+        "password",
+        _CMD + r"msdp (?:vrf \S+ )?password (?:peer )?\S+ " + _TYPED,
+    ),
+    # LDAP bind DN password (IOS "bind authenticate root-dn", NX-OS "rootDN"); options
+    # such as "port 389" may follow, hence one token.
+    _rule(
+        CISCO_LIKE,
+        "password",
+        _CMD + rf"root-?dn (?:{_QUOTED}|\S+) password (?:[0-9] )?" + _secret(),
+    ),
+    _rule(CISCO_LIKE, "password", _CMD + r"pkcs12 (?:[^\r\n]*? )?password " + _secret()),
     # IS-IS passwords take options after the value ("level-2", "authenticate snp").
     _rule(
         CISCO_LIKE,
@@ -204,6 +278,42 @@ _LINE_RULES: tuple[_Rule, ...] = (
         _cmd_once(r"(?:tacacs|radius)-server ") + r"(?:host \S+ (?:[^\r\n]*? )?)?key " + _TYPED,
     ),
     _rule(CISCO_LIKE, "server-key", _CMD + r"server-key " + _TYPED),
+    # "server-private <addr> [auth-port n] [acct-port n] [timeout n] key [type] <value>"
+    # in "aaa group server radius|tacacs+" blocks.
+    _rule(
+        CISCO_LIKE,
+        "server-private",
+        _cmd_once(r"server-private \S+ ") + r"(?:[^\r\n]*? )?key " + _TYPED,
+    ),
+    _rule(CISCO_LIKE, "pac key", _CMD + r"pac key " + _TYPED),
+    # RADIUS key wrap: two keys, then "format ascii|hex".
+    _rule(
+        CISCO_LIKE,
+        "key-wrap",
+        _CMD + r"key-wrap encryption-key (?:[0-9] )?" + _secret(),
+    ),
+    _rule(
+        CISCO_LIKE,
+        "key-wrap",
+        _cmd_once("key-wrap ") + r"[^\r\n]*? message-auth-code-key (?:[0-9] )?" + _secret(),
+    ),
+    _rule(
+        CISCO_LIKE,
+        "key ",
+        _cmd_once(r"address ipv[46] \S+ ") + r"(?:[^\r\n]*? )?key " + _TYPED,
+    ),
+    # LISP "etr map-server <addr> key [type] <value> [proxy-reply]".
+    _rule(
+        CISCO_LIKE,
+        "map-server",
+        _CMD + r"map-server \S+ key (?:[0-9] )?" + _secret(),
+    ),
+    # Call-home "mail-server user:pass@host", EEM "action n mail server "user:pass@host"".
+    _rule(
+        CISCO_LIKE,
+        ("mail-server", "mail server"),
+        r'mail[- ]server "?[^\s:@"/]+:' + _secret(r'[^\s@"]+') + "@",
+    ),
     _rule(
         CISCO_LIKE,
         "config-key",
@@ -224,14 +334,21 @@ _LINE_RULES: tuple[_Rule, ...] = (
         CISCO_LIKE,
         "pre-shared-key",
         _CMD + r"pre-shared-key (?:(?:local|remote) )?"
-        r"(?!(?:address|hostname|ascii-text|hexadecimal) )" + _TYPED,
+        r"(?!(?:address|hostname|ascii-text|hexadecimal|key-chain) )" + _TYPED,
     ),
     _rule(CISCO_LIKE, "pre-share key", _CMD + r"pre-share key " + _TYPED),
     # "ntp authentication-key <n> md5 ..." has its own grammar (rule below).
     _rule(
         CISCO_LIKE,
         ("authentication-key", "message-digest-key"),
-        _CMD + r"(?:(?<!ntp )authentication-key|message-digest-key \d+ md5) " + _TYPED,
+        _CMD + r"(?:(?<!ntp )authentication-key(?! \d+ type )|message-digest-key \d+ md5) "
+        + _TYPED,
+    ),
+    # EOS IS-IS ("[isis] authentication key [type] <value> [level-n]"), IOS RSVP.
+    _rule(
+        CISCO_LIKE,
+        "authentication key",
+        _CMD + r"authentication key (?:[0-9] )?" + _secret(),
     ),
     _rule(
         CISCO_LIKE,
@@ -241,31 +358,97 @@ _LINE_RULES: tuple[_Rule, ...] = (
     _rule(
         CISCO_LIKE,
         "authentication ipsec",
-        _CMD + r"authentication ipsec spi \d+ (?:md5|sha1) " + _TYPED,
+        _CMD + r"authentication ipsec spi \d+ (?:md5|sha\S*) (?:passphrase )?" + _TYPED,
+    ),
+    # OSPFv3 ESP: an encryption key (unless "null"), then an authentication key.
+    _rule(
+        CISCO_LIKE,
+        "encryption ipsec",
+        _CMD + r"encryption ipsec spi \d+ esp (?!null )\S+(?: (?:128|192|256))? "
+        r"(?:passphrase )?(?:[0-9] )?" + _secret(),
+    ),
+    _rule(
+        CISCO_LIKE,
+        "encryption ipsec",
+        _cmd_once("encryption ipsec spi ") + r"[^\r\n]*? (?:md5|sha\S*) (?:passphrase )?"
+        r"(?:[0-9] )?" + _secret(),
+    ),
+    # IPsec manual keys in "crypto map ... ipsec-manual".
+    _rule(
+        CISCO_LIKE,
+        "session-key",
+        _CMD + r"session-key (?:inbound|outbound) (?:esp|ah) \d+ (?:cipher )?" + _secret(),
+    ),
+    _rule(
+        CISCO_LIKE,
+        "session-key",
+        _cmd_once("session-key ") + r"[^\r\n]*? authenticator " + _secret(),
     ),
     _rule(CISCO_LIKE, "authentication text", _CMD + r"authentication text " + _secret()),
     _rule(
         CISCO_LIKE,
         ("standby", "vrrp", "glbp"),
         _CMD + r"(?:standby|vrrp|glbp)(?: \d+)? authentication "
-        r"(?!(?:md5|key-chain|text) )" + _secret(),
+        r"(?!(?:md5|ietf-md5|key-chain|text) )" + _secret(),
     ),
     _rule(CISCO_LIKE, "nhrp authentication", _CMD + r"nhrp authentication " + _secret()),
     _rule(CISCO_LIKE, "wpa-psk", _CMD + r"wpa-psk (?:ascii|hex) " + _TYPED),
+    # 9800 WLAN "security wpa psk set-key ascii|hex 0|8 <value>", multi-PSK
+    # "priority n set-key ascii 0 <value>".
+    _rule(CISCO_LIKE, "set-key", _CMD + r"set-key (?:ascii|hex) " + _TYPED),
+    # Autonomous AP WEP key: "encryption [vlan n] key n size 128bit [type] <hex> ...".
+    _rule(
+        CISCO_LIKE,
+        "key ",
+        _CMD + r"encryption (?:vlan \d+ )?key \d+ size \S+ (?:[0-9] )?" + _secret(),
+    ),
+    _rule(
+        CISCO_LIKE,
+        "ah-md5",
+        _CMD + r"hello-authentication ah-md5 " + _TYPED,
+    ),
+    # NX-OS BFD "authentication keyed-sha1 key-id n key|hex-key <value>".
+    _rule(CISCO_LIKE, "key-id", _CMD + r"key-id \d+ (?:hex-key|key) " + _secret()),
+    _rule(CISCO_LIKE, "community-map", _CMD + r"snmp mib community-map " + _secret()),
+    # EEM variables whose name says they hold a secret (scripts read them as $_name).
+    _rule(
+        CISCO_LIKE,
+        "event manager environment",
+        _CMD + r"event manager environment "
+        r"(?=\S*(?:pass|pwd|secret|key|communit|psk|cred|token|auth))\S+ " + _secret(_REST),
+    ),
+    _rule(
+        CISCO_LIKE,
+        "crypto key",
+        _CMD + r"crypto key (?:import|export) rsa [^\r\n]*? (?:3des|des|aes|terminal|url \S+) "
+        + _secret() + _EOL,
+    ),
+    _rule(CISCO_LIKE, "digest secret", _CMD + r"digest secret (?:[0-9] )?" + _secret()),
+    # EOS TerminAttr "-cvauth=key,<value>" in "daemon TerminAttr" exec lines.
+    _rule(CISCO_LIKE, "auth=key,", r"auth=key," + _secret(r"[^\s,]+")),
     # NTP: IOS and NX-OS put the type after the key ("md5 <x> 7"), EOS before it
     # ("md5 7 <x>"). A leading digit counts as the EOS type only if one token follows and
     # that token is not itself a lone digit, so "md5 3 7" stays the IOS reading (key 3).
     _rule(
         CISCO_LIKE,
         "ntp authentication-key",
-        _CMD + r"ntp authentication-key \d+ \S+ "
+        _CMD + r"s?ntp authentication-key \d+ \S+ "
         rf"(?:(?:[0-9]|8a) (?=\S+{_EOL})(?![0-9]{_EOL}))?" + _secret(),
     ),
-    # Catch-all: any "secret/password <type> <value>" not covered above.
+    # EOS "management security / session shared-secret profile": "secret <id> <type>
+    # <value> receive-lifetime ... transmit-lifetime ...".
+    _rule(
+        CISCO_LIKE,
+        "secret",
+        r"^[ \t]*secret \d+ [0-9] " + _secret() + r"(?= (?:receive|transmit)-lifetime)",
+    ),
+    # Catch-all: any "secret/password <type> <value>" not covered above (the EOS
+    # "secret <id> <type> <value> ...-lifetime" is the rule above).
     _rule(
         CISCO_LIKE,
         ("secret", "password"),
-        _CMD + r"(?:secret|password) (?:10|[0-9]|sha512) " + _secret(),
+        _CMD + r"(?:secret|password) (?:10|[0-9]|sha512) "
+        r"(?![0-9] \S+ (?:receive|transmit)-lifetime)" + _secret(),
     ),
     _rule(CISCO_LIKE, ("key 6", "key 7"), _CMD + r"key [67] " + _secret()),
     # --- every platform ---
@@ -294,7 +477,8 @@ _PEM = re.compile(
 # was several times slower, and testing all ~60 needles on every line twice as slow.
 _GATES = (
     "key", "pass", "secret", "communit", "auth", "server", "enable", "username",
-    "standby", "vrrp", "glbp", "psk", "md5", "ascii", "hex", "$", "://",
+    "standby", "vrrp", "glbp", "psk", "md5", "ascii", "hex", "$", "://", "environment",
+    "ipsec", "trap-group",
 )
 _UNGATED = sorted({n for r in _LINE_RULES for n in r.needles if not any(g in n for g in _GATES)})
 if _UNGATED:  # a rule nothing could wake would silently never run
