@@ -71,6 +71,9 @@ _CMD = (
     r"^(?![ \t]*(?:\d+[ \t]+)?(?:description|remark|banner|alias)\b)"
     r"[^\r\n]*?(?<![\w-])(?P<head>)"
 )
+# A Junos statement's secret is quoted or ends with ';': a line with neither is left at
+# the first look, which keeps these rules cheap on Cisco configs (platform=None).
+_JCMD = r"^(?=[^\r\n]*[\";])" + _CMD.removeprefix("^")
 # End of line, spelled so that a pattern means the same on one line as on a whole
 # multi-line text (a bare \s* would reach into the next line).
 _EOL = r"[ \t\r]*$"
@@ -82,7 +85,8 @@ _JUNOS_SECRET_WORDS = (
     r"(?:encrypted-password|plain-text-password-value|secret|authentication-key"
     r"|hello-authentication-key|simple-password|ascii-text|hexadecimal|community-name"
     r"|authentication-password|privacy-password|privacy-key|chap-secret|default-chap-secret"
-    r"|pap-password|default-pap-password|local-password|shared-secret|password(?= [^\s{\[\]]))"
+    r"|pap-password|default-pap-password|local-password|shared-secret"
+    r"|password(?= [^\s{\[\]])(?! (?:minimum|maximum|format|change-type)\S*(?: |$)))"
 )
 
 
@@ -126,17 +130,16 @@ _LINE_RULES: tuple[_Rule, ...] = (
     _rule(
         JUNOS,
         ("password", "secret", "key", "ascii-text", "hexadecimal", "community-name"),
-        _CMD + _JUNOS_SECRET_WORDS + " " + _secret(_JTOKEN),
+        _JCMD + _JUNOS_SECRET_WORDS + " " + _secret(_JTOKEN),
     ),
     # "set" lines typed by hand may carry a plaintext value with neither quote nor ';'.
     _rule(
         JUNOS,
         ("password", "secret", "key", "ascii-text", "hexadecimal", "community-name"),
         r"^[ \t]*set [^\r\n]*?(?<![\w-])" + _JUNOS_SECRET_WORDS
-        + r" (?![\[\]{}]|\d+ type |(?:minimum|maximum|format|change-type)\S* )"
-        + _secret(rf"{_QUOTED}{_END_QUOTED}|[^\s;]+"),
+        + r" (?![\[\]{}]|\d+ type )" + _secret(rf"{_QUOTED}{_END_QUOTED}|[^\s;]+"),
     ),
-    _rule(JUNOS, "md5", _CMD + r"md5 \d+ key " + _secret(_JTOKEN)),
+    _rule(JUNOS, "md5", _JCMD + r"md5 \d+ key " + _secret(_JTOKEN)),
     _rule(
         JUNOS,
         "md5",
@@ -205,7 +208,7 @@ _LINE_RULES: tuple[_Rule, ...] = (
         CISCO_LIKE,
         "password",
         _CMD + r"(?:neighbor \S+|ppp (?:chap|pap|eap|ms-chap)|sent-username \S+|ip ftp"
-        r"|ip http client|l2tp tunnel|wccp (?:[^\r\n]*? )?) password " + _TYPED,
+        r"|ip http client|l2tp tunnel|wccp(?: [^\r\n]*?)?) password " + _TYPED,
     ),
     # LDP fallback and per-ACL passwords ("... for <acl> key-chain <name>" names one).
     _rule(
@@ -215,7 +218,7 @@ _LINE_RULES: tuple[_Rule, ...] = (
         r"(?!key-chain )" + _TYPED,
     ),
     # VTP options ("hidden", "secret") follow the value; "show vtp password" output.
-    _rule(CISCO_LIKE, "vtp password", _CMD + r"vtp password " + _secret()),
+    _rule(CISCO_LIKE, "vtp password", _CMD + r"vtp password(?::)? " + _secret()),
     # MSDP: IOS "ip msdp [vrf V] password peer <addr> [type] <value>", NX-OS without "peer".
     _rule(
         CISCO_LIKE,
@@ -297,10 +300,12 @@ _LINE_RULES: tuple[_Rule, ...] = (
         "key-wrap",
         _cmd_once("key-wrap ") + r"[^\r\n]*? message-auth-code-key (?:[0-9] )?" + _secret(),
     ),
+    # A server block's "address ipv4 <addr> ... key [type] <value>"; anchored at the line
+    # start, so the many other lines holding "key " cost one failed look.
     _rule(
         CISCO_LIKE,
         "key ",
-        _cmd_once(r"address ipv[46] \S+ ") + r"(?:[^\r\n]*? )?key " + _TYPED,
+        r"^[ \t]*(?P<head>)address ipv[46] \S+ (?:[^\r\n]*? )?key " + _TYPED,
     ),
     # LISP "etr map-server <addr> key [type] <value> [proxy-reply]".
     _rule(
@@ -399,7 +404,7 @@ _LINE_RULES: tuple[_Rule, ...] = (
     # Autonomous AP WEP key: "encryption [vlan n] key n size 128bit [type] <hex> ...".
     _rule(
         CISCO_LIKE,
-        "key ",
+        "encryption",
         _CMD + r"encryption (?:vlan \d+ )?key \d+ size \S+ (?:[0-9] )?" + _secret(),
     ),
     _rule(
@@ -423,7 +428,11 @@ _LINE_RULES: tuple[_Rule, ...] = (
         _CMD + r"crypto key (?:import|export) rsa [^\r\n]*? (?:3des|des|aes|terminal|url \S+) "
         + _secret() + _EOL,
     ),
-    _rule(CISCO_LIKE, "digest secret", _CMD + r"digest secret (?:[0-9] )?" + _secret()),
+    _rule(
+        CISCO_LIKE,
+        "digest secret",
+        _CMD + r"digest secret (?:[0-9] (?!hash \S+" + _EOL + "))?" + _secret(),
+    ),
     # EOS TerminAttr "-cvauth=key,<value>" in "daemon TerminAttr" exec lines.
     _rule(CISCO_LIKE, "auth=key,", r"auth=key," + _secret(r"[^\s,]+")),
     # NTP: IOS and NX-OS put the type after the key ("md5 <x> 7"), EOS before it
@@ -432,7 +441,7 @@ _LINE_RULES: tuple[_Rule, ...] = (
     _rule(
         CISCO_LIKE,
         "ntp authentication-key",
-        _CMD + r"s?ntp authentication-key \d+ \S+ "
+        _CMD + r"s?ntp authentication-key \d+ (?!type )\S+ "
         rf"(?:(?:[0-9]|8a) (?=\S+{_EOL})(?![0-9]{_EOL}))?" + _secret(),
     ),
     # EOS "management security / session shared-secret profile": "secret <id> <type>
@@ -478,7 +487,7 @@ _PEM = re.compile(
 _GATES = (
     "key", "pass", "secret", "communit", "auth", "server", "enable", "username",
     "standby", "vrrp", "glbp", "psk", "md5", "ascii", "hex", "$", "://", "environment",
-    "ipsec", "trap-group",
+    "encryption", "trap-group",
 )
 _UNGATED = sorted({n for r in _LINE_RULES for n in r.needles if not any(g in n for g in _GATES)})
 if _UNGATED:  # a rule nothing could wake would silently never run
@@ -550,10 +559,12 @@ def _needle_index(platform: str | None) -> _NeedleIndex:
     for position, rule in enumerate(_rules_for(platform)):
         for needle in rule.needles:
             positions.setdefault(needle, set()).add(position)
-    return tuple(
+    index = (
         (gate, tuple((n, frozenset(p)) for n, p in positions.items() if gate in n))
         for gate in _GATES
     )
+    # A gate none of this platform's needles holds is not worth testing on every line.
+    return tuple((gate, needles) for gate, needles in index if needles)
 
 
 def redaction_patterns(platform: str | None = None) -> list[re.Pattern[str]]:
