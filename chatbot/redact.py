@@ -74,6 +74,8 @@ _CMD = (
 # A Junos statement's secret is quoted or ends with ';': a line with neither is left at
 # the first look, which keeps these rules cheap on Cisco configs (platform=None).
 _JCMD = r"^(?=[^\r\n]*[\";])" + _CMD.removeprefix("^")
+# What may follow a key-string's value: HSRP "timeout <s>", MACsec algorithm.
+_KEY_STRING_TAIL = r"(?:timeout \d+|cryptographic-algorithm \S+)"
 # End of line, spelled so that a pattern means the same on one line as on a whole
 # multi-line text (a bare \s* would reach into the next line).
 _EOL = r"[ \t\r]*$"
@@ -85,7 +87,7 @@ _JUNOS_SECRET_WORDS = (
     r"(?:encrypted-password|plain-text-password-value|secret|authentication-key"
     r"|hello-authentication-key|simple-password|ascii-text|hexadecimal|community-name"
     r"|authentication-password|privacy-password|privacy-key|chap-secret|default-chap-secret"
-    r"|pap-password|default-pap-password|local-password|shared-secret"
+    r"|pap-password|default-pap-password|local-password|shared-secret|cak"
     r"|password(?= [^\s{\[\]])(?! (?:minimum|maximum|format|change-type)\S*(?: |$)))"
 )
 
@@ -194,7 +196,9 @@ _LINE_RULES: tuple[_Rule, ...] = (
         CISCO_LIKE,
         "username",
         _cmd_once(r"(?<!mgmtuser )username \S+ ") + r"(?:[^\r\n]*? )?(?:secret|password) "
-        + _TYPED,
+        r"(?:(?P<hashed>10|[1-9]|sha512) |0 )?"
+        rf"(?P<secret>(?(hashed){_TOKEN}|(?:{_QUOTED}{_END_QUOTED}|\S(?:[^\r\n]*?\S)?"
+        rf"(?=(?: realm \S+)?{_EOL}))))",
     ),
     # "password" opening a line is the line/vty password or an NX-OS BGP neighbor's;
     # the exclusions are global settings that start with the same word.
@@ -261,19 +265,28 @@ _LINE_RULES: tuple[_Rule, ...] = (
         _cmd_once("snmp-server user ") + r"[^\r\n]*? priv (?:(?:3des|des|aes)(?:[- ]?\d+)? )?"
         + _secret(),
     ),
-    # HSRP may follow the key with "timeout <s>", which is not part of it.
+    # HSRP may follow the key with "timeout <s>", MACsec key chains with
+    # "cryptographic-algorithm <name>"; neither is part of it.
     _rule(
         CISCO_LIKE,
         "key-string",
-        _CMD + rf"key-string (?:(?P<hashed>10|[1-9]) (?!timeout \d+{_EOL})|0 )?"
-        rf"(?P<secret>(?(hashed){_TOKEN}|\S(?:[^\r\n]*?\S)?(?=(?: timeout \d+)?{_EOL})))",
+        _CMD + rf"key-string (?:(?:(?P<hashed>10|[1-9])|0) (?!{_KEY_STRING_TAIL}{_EOL}))?"
+        rf"(?P<secret>(?(hashed){_TOKEN}|\S(?:[^\r\n]*?\S)?"
+        rf"(?=(?: {_KEY_STRING_TAIL})?{_EOL})))",
     ),
     # " key ..." inside a "tacacs server" / "radius server" block. An indented bare
     # number is a key-chain key id ("key 1"), and "key 0 {" a Junos key id, not secrets.
+    # EOS MACsec profile "key <ckn> [type] <cak> [fallback]": the CKN names the key.
     _rule(
         CISCO_LIKE,
         "key ",
-        r"^[ \t]+key (?!(?:chain|config-key) )(?!\d+[ \t]*\{?" + _EOL + ")" + _TYPED,
+        r"^[ \t]+key [0-9a-f]{2,64} (?:[07] )?(?=\S+(?: fallback)?" + _EOL + ")" + _secret(),
+    ),
+    _rule(
+        CISCO_LIKE,
+        "key ",
+        r"^[ \t]+key (?!(?:chain|config-key) )(?!\d+[ \t]*\{?" + _EOL + ")"
+        r"(?![0-9a-f]{2,64} (?:[07] )?\S+(?: fallback)?" + _EOL + ")" + _TYPED,
     ),
     _rule(
         CISCO_LIKE,
@@ -339,7 +352,7 @@ _LINE_RULES: tuple[_Rule, ...] = (
         CISCO_LIKE,
         "pre-shared-key",
         _CMD + r"pre-shared-key (?:(?:local|remote) )?"
-        r"(?!(?:address|hostname|ascii-text|hexadecimal|key-chain) )" + _TYPED,
+        r"(?!(?:address|hostname|ascii-text|hexadecimal|key-chain|ckn) )" + _TYPED,
     ),
     _rule(CISCO_LIKE, "pre-share key", _CMD + r"pre-share key " + _TYPED),
     # "ntp authentication-key <n> md5 ..." has its own grammar (rule below).
@@ -414,6 +427,16 @@ _LINE_RULES: tuple[_Rule, ...] = (
     ),
     # NX-OS BFD "authentication keyed-sha1 key-id n key|hex-key <value>".
     _rule(CISCO_LIKE, "key-id", _CMD + r"key-id \d+ (?:hex-key|key) " + _secret()),
+    # NX-OS MACsec key chains: "key-octet-string [type] <cak> [cryptographic-algorithm x]".
+    _rule(CISCO_LIKE, "key-octet-string", _CMD + r"key-octet-string (?:[0-9] )?" + _secret()),
+    # TrustSec SXP default password; "cts credentials id <id> password <value>".
+    _rule(
+        CISCO_LIKE,
+        "password",
+        _CMD + r"(?:cts sxp default|cts credentials id \S+) password " + _TYPED,
+    ),
+    # Smart Licensing tokens: "license smart register|trust idtoken <token> ...".
+    _rule(CISCO_LIKE, "idtoken", _CMD + r"idtoken " + _secret()),
     _rule(CISCO_LIKE, "community-map", _CMD + r"snmp mib community-map " + _secret()),
     # EEM variables whose name says they hold a secret (scripts read them as $_name).
     _rule(
@@ -487,7 +510,7 @@ _PEM = re.compile(
 _GATES = (
     "key", "pass", "secret", "communit", "auth", "server", "enable", "username",
     "standby", "vrrp", "glbp", "psk", "md5", "ascii", "hex", "$", "://", "environment",
-    "encryption", "trap-group",
+    "encryption", "trap-group", "token",
 )
 _UNGATED = sorted({n for r in _LINE_RULES for n in r.needles if not any(g in n for g in _GATES)})
 if _UNGATED:  # a rule nothing could wake would silently never run
