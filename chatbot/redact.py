@@ -74,8 +74,11 @@ _CMD = (
 # A Junos statement's secret is quoted or ends with ';': a line with neither is left at
 # the first look, which keeps these rules cheap on Cisco configs (platform=None).
 _JCMD = r"^(?=[^\r\n]*[\";])" + _CMD.removeprefix("^")
-# What may follow a key-string's value: HSRP "timeout <s>", MACsec algorithm.
-_KEY_STRING_TAIL = r"(?:timeout \d+|cryptographic-algorithm \S+)"
+# What may follow a key-string's value: HSRP "[compatibility] [timeout <s>]", MACsec
+# algorithm.
+_KEY_STRING_TAIL = (
+    r"(?:compatibility(?: timeout \d+)?|timeout \d+|cryptographic-algorithm \S+)"
+)
 # End of line, spelled so that a pattern means the same on one line as on a whole
 # multi-line text (a bare \s* would reach into the next line).
 _EOL = r"[ \t\r]*$"
@@ -320,6 +323,15 @@ _LINE_RULES: tuple[_Rule, ...] = (
         "key ",
         r"^[ \t]*(?P<head>)address ipv[46] \S+ (?:[^\r\n]*? )?key " + _TYPED,
     ),
+    # Autonomous AP local RADIUS server: "nas <addr> key <value>", "user <u> password
+    # <value> [group <g>]".
+    _rule(CISCO_LIKE, "key ", r"^[ \t]*(?P<head>)nas \S+ key " + _TYPED),
+    _rule(
+        CISCO_LIKE,
+        "password",
+        r"^[ \t]*(?P<head>)user \S+ password (?:[0-9] (?!group \S+" + _EOL + "))?"
+        + _secret(),
+    ),
     # LISP "etr map-server <addr> key [type] <value> [proxy-reply]".
     _rule(
         CISCO_LIKE,
@@ -443,7 +455,7 @@ _LINE_RULES: tuple[_Rule, ...] = (
         CISCO_LIKE,
         "event manager environment",
         _CMD + r"event manager environment "
-        r"(?=\S*(?:pass|pwd|secret|key|communit|psk|cred|token|auth))\S+ " + _secret(_REST),
+        r"(?=\S*(?:pass|pw|secret|key|communit|psk|cred|token|auth))\S+ " + _secret(_REST),
     ),
     _rule(
         CISCO_LIKE,
