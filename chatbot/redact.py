@@ -19,7 +19,13 @@ Conventions every rule follows:
 
 Decisions: descriptions, remarks and banners are free text and keep their words (a
 crypt hash in one is still redacted); certificates (``crypto pki certificate chain``)
-are public and kept, private key (PEM) blocks are redacted.
+and public keys (``ip ssh pubkey-chain`` key-hash/key-string, ``crypto key pubkey-chain``,
+``username ... sshkey``, Junos ``ssh-rsa``) are public and kept, private key (PEM)
+blocks are redacted; names of key chains, keyrings, users and profiles are kept, but a
+Junos SNMP ``trap-group`` name is redacted (Junos sends it as the trap community); EEM
+variables are redacted when their name says secret (pass, pw, secret, key, community,
+psk, cred, token, auth). The forms covered, per platform, are listed with their
+expected result in tests/redaction_corpus.txt.
 """
 
 from __future__ import annotations
