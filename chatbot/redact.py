@@ -466,7 +466,8 @@ _LINE_RULES: tuple[_Rule, ...] = (
     _rule(
         CISCO_LIKE,
         "crypto key",
-        _CMD + r"crypto key (?:import|export) rsa [^\r\n]*? (?:3des|des|aes|terminal|url \S+) "
+        _cmd_once(r"crypto key (?:import|export) rsa ")
+        + r"(?:[^\r\n]*? )?(?:3des|des|aes|terminal|url \S+) "
         + _secret() + _EOL,
     ),
     _rule(
