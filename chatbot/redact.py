@@ -252,7 +252,13 @@ _LINE_RULES: tuple[_Rule, ...] = (
         "password",
         _CMD + r"(?:isis password|area-password|domain-password) " + _secret(),
     ),
-    _rule(CISCO_LIKE, "snmp-server community", _CMD + r"snmp-server community " + _secret()),
+    # IOS-XE 17 may print a type ("community 8 <hash> RO"); a community named "0" or "8"
+    # is told apart by the access keyword following it.
+    _rule(
+        CISCO_LIKE,
+        "snmp-server community",
+        _CMD + r"snmp-server community (?:[08] (?!(?:ro|rw|view|group)\b))?" + _secret(),
+    ),
     # v1/v2c trap host: the community follows the optional keywords. v3 hosts name a
     # user there instead, which is not a secret, hence the lookahead on "version".
     _rule(
@@ -470,6 +476,8 @@ _LINE_RULES: tuple[_Rule, ...] = (
         + r"(?:[^\r\n]*? )?(?:3des|des|aes|terminal|url \S+) "
         + _secret() + _EOL,
     ),
+    _rule(CISCO_LIKE, "shared-secret", _CMD + r"cable shared-secret (?:[0-9] )?" + _secret()),
+    _rule(CISCO_LIKE, "ldap-login-password", _CMD + r"ldap-login-password " + _secret()),
     _rule(
         CISCO_LIKE,
         "digest secret",

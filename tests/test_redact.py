@@ -455,7 +455,7 @@ def test_corpus_covers_every_platform() -> None:
     # Guards the corpus file itself: a section lost in an edit would go unnoticed.
     per_platform = {p: sum(len(_planted(t)) for q, t in CORPUS_CASES if q == p)
                     for p in ("cisco_iosxe", "cisco_nxos", "arista_eos", "juniper_junos")}
-    assert per_platform == {"cisco_iosxe": 115, "cisco_nxos": 22, "arista_eos": 25, "juniper_junos": 37}
+    assert per_platform == {"cisco_iosxe": 121, "cisco_nxos": 22, "arista_eos": 25, "juniper_junos": 37}
     assert len(CORPUS_KEEP) > 100
     values = [v for _, t in CORPUS_CASES for v in _planted(t)]
     assert len(values) == len(set(values))
@@ -651,6 +651,8 @@ def _keyword_like(template: str, secret: str) -> bool:
         ) is not None
     if template.endswith("{{unquoted}};"):  # Junos must quote a value holding ';'
         return ";" in secret
+    if template.startswith("snmp-server community 8 "):  # "8 RO": community "8"
+        return re.fullmatch(r"(?i)(ro|rw|view|group)\b.*", secret) is not None
     if template.startswith("set ") or template.rstrip().endswith("{"):
         # Junos must quote a value holding ';' or starting with a bracket or brace
         return ";" in secret or secret[0] in "[]{}"
