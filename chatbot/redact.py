@@ -350,11 +350,12 @@ _LINE_RULES: tuple[_Rule, ...] = (
         "map-server",
         _CMD + r"map-server \S+ key (?:[0-9] )?" + _secret(),
     ),
-    # Call-home "mail-server user:pass@host", EEM "action n mail server "user:pass@host"".
+    # Call-home "mail-server user:pass@host", EEM "action n mail server "user:pass@host""
+    # and its usual source, "event manager environment _email_server user:pass@host".
     _rule(
         CISCO_LIKE,
-        ("mail-server", "mail server"),
-        r'mail[- ]server "?[^\s:@"/]+:' + _secret(r'[^\s@"]+') + "@",
+        ("mail-server", "mail server", "_email_server"),
+        r'(?:mail[- ]server|_email_server) "?[^\s:@"/]+:' + _secret(r'[^\s@"]+') + "@",
     ),
     _rule(
         CISCO_LIKE,

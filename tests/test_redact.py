@@ -455,7 +455,7 @@ def test_corpus_covers_every_platform() -> None:
     # Guards the corpus file itself: a section lost in an edit would go unnoticed.
     per_platform = {p: sum(len(_planted(t)) for q, t in CORPUS_CASES if q == p)
                     for p in ("cisco_iosxe", "cisco_nxos", "arista_eos", "juniper_junos")}
-    assert per_platform == {"cisco_iosxe": 121, "cisco_nxos": 22, "arista_eos": 25, "juniper_junos": 37}
+    assert per_platform == {"cisco_iosxe": 124, "cisco_nxos": 22, "arista_eos": 25, "juniper_junos": 37}
     assert len(CORPUS_KEEP) > 100
     values = [v for _, t in CORPUS_CASES for v in _planted(t)]
     assert len(values) == len(set(values))
