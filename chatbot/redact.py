@@ -130,6 +130,10 @@ def _rule(platforms: frozenset[str], needles: str | tuple[str, ...], regex: str)
     return _Rule(platforms, needles, re.compile(regex, _FLAGS))
 
 
+# "key" as a word of its own: "message-digest-key 1" lines (hundreds in a config with
+# per-interface OSPF keys) do not wake the rules that need it.
+_WORD_KEY = (" key ", "\tkey ")
+
 # On a line the leftmost command is redacted first (see _redact_line); rules whose
 # commands start at the same place run in this order: specific rules first, catch-alls
 # last, so a catch-all only sees values a specific rule has already made REDACTED.
@@ -294,7 +298,7 @@ _LINE_RULES: tuple[_Rule, ...] = (
     # EOS MACsec profile "key <ckn> [type] <cak> [fallback]": the CKN names the key.
     _rule(
         CISCO_LIKE,
-        "key ",
+        _WORD_KEY,
         r"^[ \t]+key [0-9a-f]{2,64} (?:[07] )?(?=\S+(?: fallback)?" + _EOL + ")" + _secret(),
     ),
     _rule(
@@ -332,12 +336,12 @@ _LINE_RULES: tuple[_Rule, ...] = (
     # start, so the many other lines holding "key " cost one failed look.
     _rule(
         CISCO_LIKE,
-        "key ",
+        _WORD_KEY,
         r"^[ \t]*(?P<head>)address ipv[46] \S+ (?:[^\r\n]*? )?key " + _TYPED,
     ),
     # Autonomous AP local RADIUS server: "nas <addr> key <value>", "user <u> password
     # <value> [group <g>]".
-    _rule(CISCO_LIKE, "key ", r"^[ \t]*(?P<head>)nas \S+ key " + _TYPED),
+    _rule(CISCO_LIKE, _WORD_KEY, r"^[ \t]*(?P<head>)nas \S+ key " + _TYPED),
     _rule(
         CISCO_LIKE,
         "password",
