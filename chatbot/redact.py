@@ -299,7 +299,8 @@ _LINE_RULES: tuple[_Rule, ...] = (
     _rule(
         CISCO_LIKE,
         _WORD_KEY,
-        r"^[ \t]+key [0-9a-f]{2,64} (?:[07] )?(?=\S+(?: fallback)?" + _EOL + ")" + _secret(),
+        r"^[ \t]+key [0-9a-f]{2,64} (?:[07] )?(?=[^\s{]\S*(?: fallback)?" + _EOL + ")"
+        + _secret(),
     ),
     _rule(
         CISCO_LIKE,
