@@ -111,6 +111,12 @@ def _cmd_once(head: str) -> str:
     return f"(?>{_CMD}{head})"
 
 
+def _type_unless(follower: str) -> str:
+    """An optional type digit, unless what follows it is ``follower``, the keyword that
+    comes after the value: then the digit is the value itself ("key 3 format ascii")."""
+    return rf"(?:[0-9] (?!{follower}))?"
+
+
 def _secret(value: str = _TOKEN) -> str:
     return f"(?P<secret>{value})"
 
@@ -198,7 +204,7 @@ _LINE_RULES: tuple[_Rule, ...] = (
     _rule(
         CISCO_LIKE,
         "mgmtuser username",
-        _CMD + r"mgmtuser username \S+ password (?:[0-9] )?" + _secret(),
+        _CMD + r"mgmtuser username \S+ password " + _type_unless("secret ") + _secret(),
     ),
     _rule(
         CISCO_LIKE,
@@ -247,7 +253,8 @@ _LINE_RULES: tuple[_Rule, ...] = (
     _rule(
         CISCO_LIKE,
         "password",
-        _CMD + rf"root-?dn (?:{_QUOTED}|\S+) password (?:[0-9] )?" + _secret(),
+        _CMD + rf"root-?dn (?:{_QUOTED}|\S+) password "
+        + _type_unless(r"(?:port|timeout) ") + _secret(),
     ),
     _rule(CISCO_LIKE, "password", _CMD + r"pkcs12 (?:[^\r\n]*? )?password " + _secret()),
     # IS-IS passwords take options after the value ("level-2", "authenticate snp").
@@ -299,7 +306,8 @@ _LINE_RULES: tuple[_Rule, ...] = (
     _rule(
         CISCO_LIKE,
         _WORD_KEY,
-        r"^[ \t]+key [0-9a-f]{2,64} (?:[07] )?(?=[^\s{]\S*(?: fallback)?" + _EOL + ")"
+        r"^[ \t]+key [0-9a-f]{2,64} (?:[07] (?!fallback" + _EOL + "))?"
+        r"(?!\{" + _EOL + r")(?=\S+(?: fallback)?" + _EOL + ")"
         + _secret(),
     ),
     _rule(
@@ -326,12 +334,13 @@ _LINE_RULES: tuple[_Rule, ...] = (
     _rule(
         CISCO_LIKE,
         "key-wrap",
-        _CMD + r"key-wrap encryption-key (?:[0-9] )?" + _secret(),
+        _CMD + r"key-wrap encryption-key " + _type_unless("message-auth-code-key ") + _secret(),
     ),
     _rule(
         CISCO_LIKE,
         "key-wrap",
-        _cmd_once("key-wrap ") + r"[^\r\n]*? message-auth-code-key (?:[0-9] )?" + _secret(),
+        _cmd_once("key-wrap ") + r"[^\r\n]*? message-auth-code-key "
+        + _type_unless("format ") + _secret(),
     ),
     # A server block's "address ipv4 <addr> ... key [type] <value>"; anchored at the line
     # start, so the many other lines holding "key " cost one failed look.
@@ -353,7 +362,7 @@ _LINE_RULES: tuple[_Rule, ...] = (
     _rule(
         CISCO_LIKE,
         "map-server",
-        _CMD + r"map-server \S+ key (?:[0-9] )?" + _secret(),
+        _CMD + r"map-server \S+ key " + _type_unless(r"(?:proxy-reply|hash-function)\b") + _secret(),
     ),
     # Call-home "mail-server user:pass@host", EEM "action n mail server "user:pass@host""
     # and its usual source, "event manager environment _email_server user:pass@host".
@@ -396,7 +405,7 @@ _LINE_RULES: tuple[_Rule, ...] = (
     _rule(
         CISCO_LIKE,
         "authentication key",
-        _CMD + r"authentication key (?:[0-9] )?" + _secret(),
+        _CMD + r"authentication key " + _type_unless(r"level-\d") + _secret(),
     ),
     _rule(
         CISCO_LIKE,
@@ -413,7 +422,7 @@ _LINE_RULES: tuple[_Rule, ...] = (
         CISCO_LIKE,
         "encryption ipsec",
         _CMD + r"encryption ipsec spi \d+ esp (?!null )\S+(?: (?:128|192|256))? "
-        r"(?:passphrase )?(?:[0-9] )?" + _secret(),
+        r"(?:passphrase )?" + _type_unless(r"(?:md5|sha\S*) ") + _secret(),
     ),
     _rule(
         CISCO_LIKE,
@@ -448,7 +457,8 @@ _LINE_RULES: tuple[_Rule, ...] = (
     _rule(
         CISCO_LIKE,
         "encryption",
-        _CMD + r"encryption (?:vlan \d+ )?key \d+ size \S+ (?:[0-9] )?" + _secret(),
+        _CMD + r"encryption (?:vlan \d+ )?key \d+ size \S+ "
+        + _type_unless("transmit-key") + _secret(),
     ),
     _rule(
         CISCO_LIKE,
@@ -458,7 +468,8 @@ _LINE_RULES: tuple[_Rule, ...] = (
     # NX-OS BFD "authentication keyed-sha1 key-id n key|hex-key <value>".
     _rule(CISCO_LIKE, "key-id", _CMD + r"key-id \d+ (?:hex-key|key) " + _secret()),
     # NX-OS MACsec key chains: "key-octet-string [type] <cak> [cryptographic-algorithm x]".
-    _rule(CISCO_LIKE, "key-octet-string", _CMD + r"key-octet-string (?:[0-9] )?" + _secret()),
+    _rule(CISCO_LIKE, "key-octet-string", _CMD + r"key-octet-string "
+        + _type_unless("cryptographic-algorithm ") + _secret()),
     # TrustSec SXP default password; "cts credentials id <id> password <value>".
     _rule(
         CISCO_LIKE,

@@ -797,3 +797,9 @@ def test_long_hostile_lines_stay_linear(line: str) -> None:
     start = time.perf_counter()
     redact(line)
     assert time.perf_counter() - start < 0.5
+
+
+def test_eos_macsec_value_may_start_with_a_brace() -> None:
+    # Only a lone "{" after a key id is Junos block syntax ("key 10 {").
+    assert redact("   key 1234abcd 7 {x;y", "arista_eos") == f"   key 1234abcd 7 {REDACTED}"
+    assert redact("            key 10 {", "arista_eos") == "            key 10 {"
