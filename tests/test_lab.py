@@ -151,7 +151,7 @@ def test_nornir_inventory_shape() -> None:
 
 def test_planted_secrets_are_per_device_and_cover_every_kind() -> None:
     secrets_r1, secrets_r2 = planted_secrets("r1"), planted_secrets("r2")
-    assert len(secrets_r1) == len(set(secrets_r1)) == 17
+    assert len(secrets_r1) == len(set(secrets_r1)) == 23
     assert not set(secrets_r1) & set(secrets_r2)
     assert planted_secrets("r1") == secrets_r1  # deterministic
     config = running_config("r1")
@@ -177,6 +177,13 @@ def test_planted_secrets_are_per_device_and_cover_every_kind() -> None:
         r"^   authentication key-chain EIGRP-KEYS$",
         r"^ntp authentication-key 1 md5 [0-9A-F]+ 7$",
         r"^line vty 0 4\n exec-timeout 15 0\n password 7 [0-9A-F]+$",
+        r"^aaa group server tacacs\+ TACACS-GROUP\n.*\n server-private \S+ key \S+$",
+        r"^aaa group server radius RADIUS-GROUP\n.*\n server-private \S+ auth-port 1812 "
+        r"acct-port 1813 key 7 [0-9A-F]+$",
+        r"^radius server RADIUS-PAC\n.*\n pac key 7 [0-9A-F]+$",
+        r"^wlan CORP-PSK 1 CORP-PSK\n(?: .*\n)* security wpa psk set-key ascii 0 \S+$",
+        r"^event manager environment _password \S+$",
+        r"^ip msdp password peer \S+ \S+$",
     ]
     for pattern in expectations:
         assert re.search(pattern, config, re.MULTILINE), pattern

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import time
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
@@ -424,6 +425,42 @@ CASES: list[tuple[str, str]] = [
 ]
 
 
+def _load_corpus(path: Path) -> tuple[list[tuple[str, str]], list[str]]:
+    """(platform, template) lines and "[keep]" lines of a corpus file (format in its head)."""
+    cases: list[tuple[str, str]] = []
+    keep: list[str] = []
+    section: str | None = None
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        if line.startswith("[") and line.endswith("]"):
+            section = line[1:-1]
+            continue
+        if section is None:
+            raise ValueError(f"{path.name}:{number}: line before any [section]")
+        if section == "keep":
+            keep.append(line)
+        elif not _planted(line):
+            raise ValueError(f"{path.name}:{number}: no {{{{secret}}}} in a [{section}] line")
+        else:
+            cases.append((section, line))
+    return cases, keep
+
+
+CORPUS_CASES, CORPUS_KEEP = _load_corpus(Path(__file__).with_name("redaction_corpus.txt"))
+CASES += CORPUS_CASES
+
+
+def test_corpus_covers_every_platform() -> None:
+    # Guards the corpus file itself: a section lost in an edit would go unnoticed.
+    per_platform = {p: sum(len(_planted(t)) for q, t in CORPUS_CASES if q == p)
+                    for p in ("cisco_iosxe", "cisco_nxos", "arista_eos", "juniper_junos")}
+    assert per_platform == {"cisco_iosxe": 124, "cisco_nxos": 22, "arista_eos": 25, "juniper_junos": 37}
+    assert len(CORPUS_KEEP) > 100
+    values = [v for _, t in CORPUS_CASES for v in _planted(t)]
+    assert len(values) == len(set(values))
+
+
 def _case_id(case: tuple[str, str]) -> str:
     return f"{case[0]}:{case[1].strip()[:40]}"
 
@@ -506,6 +543,7 @@ NOT_SECRETS = [
     "            key 0 {",
     "https://example.net/docs/password-policy",
     "price is $1 or $5, not $9",
+    *CORPUS_KEEP,
 ]
 
 
@@ -613,6 +651,11 @@ def _keyword_like(template: str, secret: str) -> bool:
         ) is not None
     if template.endswith("{{unquoted}};"):  # Junos must quote a value holding ';'
         return ";" in secret
+    if template.startswith("snmp-server community 8 "):  # "8 RO": community "8"
+        return re.fullmatch(r"(?i)(ro|rw|view|group)\b.*", secret) is not None
+    if template.startswith("set ") or template.rstrip().endswith("{"):
+        # Junos must quote a value holding ';' or starting with a bracket or brace
+        return ";" in secret or secret[0] in "[]{}"
     return False
 
 
@@ -623,10 +666,15 @@ _NO_PROPERTY = {
     # "md5 7 <digit>" is ambiguous (see test_ntp_lone_digit_keys_take_the_ios_reading)
     "ntp authentication-key 1 md5 7 {{EosNtp}}",
     "ntp authentication-key 2 sha1 0 {{EosNtpPlain}}",
+    "ntp authentication-key 3 md5 0 {{CrpEosNtpPlain}}",
     # URL syntax: a password cannot hold '@' or '/' unescaped (separate test below)
     "copy ftp://admin:{{Url:Pw}}@10.0.0.1/r1.cfg flash:",
 }
-PROPERTY_CASES = [(p, t) for p, t in CASES if t not in _NO_PROPERTY]
+# Values inside a URL-like "user:pass@host" or a "-cvauth=key,<value>" option end at
+# that syntax's delimiters ('@', '"', ','), so any value cannot be checked there either.
+PROPERTY_CASES = [
+    (p, t) for p, t in CASES if t not in _NO_PROPERTY and "}}@" not in t and "key,{{" not in t
+]
 
 _secrets = st.text(
     alphabet=st.characters(blacklist_categories=("Cc", "Cs", "Zs", "Zl", "Zp")),
@@ -734,6 +782,13 @@ def test_large_config_is_fast() -> None:
         "pre-shared-key address 1.1.1.1 " * 3000,
         "ntp authentication-key 1 md5 " * 3000,
         'key-string "\\"' * 3000,
+        "crypto key import rsa " * 3000,
+        "server-private 1.1.1.1 " * 3000,
+        "mgmtuser username " * 3000,
+        "encryption ipsec spi " * 3000,
+        "mpls ldp password option 1 for " * 3000,
+        "set " + "secret " * 3000,
+        '"' + "authentication-key " * 3000,
         "enable secret " + "x" * 100_000,
     ],
     ids=lambda line: line[:24],
@@ -742,3 +797,9 @@ def test_long_hostile_lines_stay_linear(line: str) -> None:
     start = time.perf_counter()
     redact(line)
     assert time.perf_counter() - start < 0.5
+
+
+def test_eos_macsec_value_may_start_with_a_brace() -> None:
+    # Only a lone "{" after a key id is Junos block syntax ("key 10 {").
+    assert redact("   key 1234abcd 7 {x;y", "arista_eos") == f"   key 1234abcd 7 {REDACTED}"
+    assert redact("            key 10 {", "arista_eos") == "            key 10 {"

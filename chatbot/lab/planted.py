@@ -97,6 +97,13 @@ class DeviceSecrets:
     ospf_md5_key: str
     ntp_key7: str
     vty_password7: str
+    # Forms the redaction once missed (issue 9 item 7), kept here so every run tests them.
+    tacacs_private_key: str  # server-private ... key <value>, no type number
+    radius_private_key7: str  # server-private ... key 7 <value>
+    radius_pac_key7: str  # radius server block: pac key 7 <value>
+    wlan_psk: str  # 9800: security wpa psk set-key ascii 0 <value>
+    eem_password: str  # event manager environment _password <value>
+    msdp_password: str  # ip msdp password peer <addr> <value>
 
 
 @lru_cache(maxsize=1024)
@@ -120,6 +127,12 @@ def device_secrets(name: str) -> DeviceSecrets:
         ospf_md5_key=f"md5-{name}-{_tag(name, 'ospfmd5')}"[:16],
         ntp_key7=_type7(name, "ntp"),
         vty_password7=_type7(name, "vty"),
+        tacacs_private_key=f"tacpriv-{name}-{_tag(name, 'tacpriv')}",
+        radius_private_key7=_type7(name, "radpriv"),
+        radius_pac_key7=_type7(name, "radpac"),
+        wlan_psk=f"wpapsk-{name}-{_tag(name, 'wpapsk')}",
+        eem_password=f"eempw-{name}-{_tag(name, 'eempw')}",
+        msdp_password=f"msdp-{name}-{_tag(name, 'msdp')}",
     )
 
 
