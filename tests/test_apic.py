@@ -80,3 +80,15 @@ def test_the_monitor_follows_active_faults_only_and_pages(lab: Lab, monkeypatch:
     assert len(outcomes) == 121 and all(not o.ok for o in outcomes.values())
     assert outcomes["apic1 more critical faults"].detail == ("11 more not followed one by one "
                                                             "(the check follows the newest 120)")
+
+
+@pytest.mark.parametrize(("section", "reason"), [
+    ({"url": "apic1.example.net", "password": "x"}, 'url "apic1.example.net" needs its scheme: https://apic1.example.net'),
+    ({"url": "https://apic1", "password": "x", "verify_tls": ""}, 'verify_tls = "" names no file'),
+])
+def test_an_apic_section_that_cannot_work_is_one_line(section: dict[str, Any], reason: str) -> None:
+    from chatbot.config import ConfigError
+
+    with pytest.raises(ConfigError) as err:
+        parse_config({"apic": {"fabric1": section}})
+    assert reason in str(err.value) and "\n" not in str(err.value)

@@ -130,7 +130,7 @@ def test_throttled_logins_are_reported_and_not_repeated(short_token_lab) -> None
                 client.get_class("fabricHealthTotal")
         assert (apic.stats.throttled_logins, apic.stats.requests) == (throttled, requests_seen)
     finally:
-        apic.login_failures_allowed = 10
+        apic.login_failures_allowed = 20
         apic._failed_logins.clear()
 
 

@@ -230,7 +230,7 @@ class LabApic:
         slow_delay: float = 5.0,
         host: str = "127.0.0.1",
         max_lifetime: float = 86400,
-        login_failures_allowed: int = 10,
+        login_failures_allowed: int = 20,
         login_throttle_seconds: float = 60,
         max_unpaged: int = 10000,
     ) -> None:
