@@ -40,6 +40,8 @@ class LabAccess:
     # Where the lab published its host keys; the bot checks them strictly. None (a lab
     # that was never started): every key counts as unknown.
     known_hosts: Path | None = None
+    # The lab APIC's self-signed certificate: the bot verifies HTTPS against it.
+    apic_ca_file: Path | None = None
 
 
 def host_key_policy(config: Config) -> HostKeyPolicy:
@@ -78,8 +80,9 @@ def build_context(config: Config, lab: LabAccess | None = None) -> TaskContext:
                           credentials=Credentials(lab.username, lab.password, lab.enable_secret))
         # The lab's inventory disables key checks for other clients; not for the bot.
         nr.inventory.defaults.connection_options["scrapli"].extras.update(extras)
-        config.apic.setdefault("apic1", ApicConfig(url=lab.apic_url, username=lab.apic_username,
-                                                   password=lab.apic_password))
+        config.apic.setdefault("apic1", ApicConfig(
+            url=lab.apic_url, username=lab.apic_username, password=lab.apic_password,
+            verify_tls=str(lab.apic_ca_file) if lab.apic_ca_file else True))
     else:
         if config.inventory.path is None:
             raise UserError("no inventory: set [inventory] path = \"inventory/\" (or lab = true)")

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("chatbot")
 LAB_SECRETS_DIR = Path("var/lab-secrets")
 LAB_KNOWN_HOSTS = Path("var/lab-known_hosts")  # rewritten at every lab start: its keys are new each time
+LAB_APIC_CA = Path("var/lab-apic-ca.pem")  # the lab APIC's self-signed certificate, new at every start
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,7 +57,7 @@ def _parser() -> argparse.ArgumentParser:
     lab = sub.add_parser("lab", help="run the simulated network alone, for a bot started separately")
     _lab_options(lab)
     lab.add_argument("--port", type=int, default=2222, help="SSH port on every device address (default 2222)")
-    lab.add_argument("--apic-port", type=int, default=8443, help="APIC HTTP port on 127.0.0.1 (default 8443)")
+    lab.add_argument("--apic-port", type=int, default=8443, help="APIC HTTPS port on 127.0.0.1 (default 8443)")
     lab.set_defaults(func=cmd_lab)
 
     run = sub.add_parser("run", help="connect to the configured chat platforms and serve")
@@ -158,6 +159,7 @@ def lab_access(lab: object) -> "LabAccess":
         apic_username=lab.apic.username,  # type: ignore[attr-defined]
         apic_password=lab.apic.password,  # type: ignore[attr-defined]
         known_hosts=lab.known_hosts,  # type: ignore[attr-defined]
+        apic_ca_file=lab.apic.ca_file,  # type: ignore[attr-defined]
     )
 
 
@@ -169,7 +171,7 @@ def cmd_lab(args: argparse.Namespace) -> int:
     try:
         lab = Lab(devices=args.devices, delay=args.delay, port=args.port, apic_port=args.apic_port,
                   password=secrets["password"], enable_secret=secrets["enable_secret"],
-                  known_hosts=LAB_KNOWN_HOSTS)
+                  known_hosts=LAB_KNOWN_HOSTS, apic_ca_file=LAB_APIC_CA)
     except ValueError as err:
         raise UserError(f"lab: {err}") from None
     lab.apic.password = secrets["apic_password"]
@@ -185,7 +187,7 @@ def cmd_lab(args: argparse.Namespace) -> int:
             first = list(lab.devices.values())[:3]
             print(f"lab: {len(lab.devices)} devices: " + ", ".join(f"{d.name} {d.host}:{d.port}" for d in first)
                   + (", ..." if len(lab.devices) > 3 else ""))
-            print(f"lab: APIC apic1 at {lab.apic.url}")
+            print(f"lab: APIC apic1 at {lab.apic.url} (self-signed certificate in {LAB_APIC_CA})")
             print(f"lab: credentials in {LAB_SECRETS_DIR}/ (user {lab.username}), host keys in {LAB_KNOWN_HOSTS}; "
                   "a bot uses them with: chatbot shell --config deploy/lab.toml. Ctrl-C stops.", flush=True)
             await asyncio.Event().wait()

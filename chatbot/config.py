@@ -84,8 +84,18 @@ class InventoryConfig(SecretSection):
 class ApicConfig(SecretSection):
     url: str
     username: str = "admin"
-    verify_tls: bool | str = True  # False, True, or a CA bundle path
-    timeout: float = 10.0
+    # True (the system's CAs), a PEM file (a private CA, or a fresh APIC's self-signed
+    # certificate), or False (no check: unsafe).
+    verify_tls: bool | str = True
+    timeout: float = Field(default=10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _reachable_settings(self) -> ApicConfig:
+        if not self.url.startswith(("https://", "http://")):
+            raise ValueError(f'url "{self.url}" needs its scheme: https://{self.url.split("://")[-1]}')
+        if isinstance(self.verify_tls, str) and not self.verify_tls.strip():
+            raise ValueError('verify_tls = "" names no file: give a CA file path, true or false')
+        return self
 
 
 class LimitsConfig(Section):

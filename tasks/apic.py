@@ -8,9 +8,10 @@ from chatbot.args import Choice, Param, Word
 from chatbot.commands import command
 from chatbot.context import TaskContext
 from chatbot.results import Note, Part, Result, Status, Table
-from tasks._apic_client import client_for
+from tasks._apic_client import active_faults_query, client_for
 
 SEVERITIES = ("critical", "major", "minor", "warning")
+LISTED_SEVERITIES = (*SEVERITIES, "info")  # `apic faults` without a severity lists these, in this order
 MAX_FAULT_ROWS = 50
 _POD = re.compile(r"^topology/pod-(\d+)/health$")
 
@@ -57,16 +58,24 @@ def _scope(dn: str) -> str:
 )
 def apic_faults(ctx: TaskContext, severity: str | None, apic: str | None) -> Result:
     endpoint = ctx.apic(apic)
-    params = {"query-target-filter": f'eq(faultInst.severity,"{severity}")'} if severity else None
-    faults = client_for(endpoint).get_class("faultInst", params=params, node=True)
-    order = {s: i for i, s in enumerate(SEVERITIES)}
-    faults.sort(key=lambda f: (order.get(f.get("severity", ""), 99), f.get("lastTransition", "")))
+    client = client_for(endpoint)
+    # One query per severity, most severe first: the first page then holds the worst
+    # faults whatever order the APIC gives an enumerated property, and every totalCount
+    # adds up to the true number however many faults there are.
+    faults: list[dict[str, str]] = []
+    total = 0
+    for level in (severity,) if severity else LISTED_SEVERITIES:
+        page = client.get_page("faultInst", active_faults_query(level), node=True,
+                               page_size=max(MAX_FAULT_ROWS - len(faults), 1))
+        total += page.total
+        faults += page.objects[: MAX_FAULT_ROWS - len(faults)]
     what = f"{severity} faults" if severity else "faults"
-    if not faults:
+    if not total:
         return Result(Status.OK, f"APIC {endpoint.name}: no active {what}")
     rows = [[f.get("severity", ""), f.get("code", ""), f.get("descr", "")[:120], f.get("dn", ""),
-             f.get("lastTransition", "")] for f in faults[:MAX_FAULT_ROWS]]
+             f.get("lastTransition", "")] for f in faults]
     parts: list[Part] = [Table(["severity", "code", "description", "object", "since"], rows)]
-    if len(faults) > MAX_FAULT_ROWS:
-        parts.append(Note(f"showing {MAX_FAULT_ROWS} of {len(faults)}"))
-    return Result(Status.OK, f"APIC {endpoint.name}: {len(faults)} active {what.rstrip('s') if len(faults) == 1 else what}", parts)
+    if total > len(rows):
+        parts.append(Note(f"showing {len(rows)} of {total}"))
+    return Result(Status.OK, f"APIC {endpoint.name}: {total} active {what.rstrip('s') if total == 1 else what}", parts)
+

@@ -13,7 +13,7 @@ from chatbot.errors import ArgumentError, TaskFailure
 from chatbot.inventory import is_ip_address
 from chatbot.monitoring import Outcome, check_kind
 from chatbot.patterns import MATCH_LIMIT_TEXT, compile_pattern, is_bounded
-from tasks._apic_client import client_for
+from tasks._apic_client import active_faults_query, client_for
 from tasks._device import run_on_devices
 from tasks._icmp import ping_many
 from tasks._probe import Unresolvable, host_probe_problem, pick_address, resolve_async
@@ -21,6 +21,7 @@ from tasks.show import ShowCommandText, _check_platforms
 
 SSH_TIMEOUT = 5.0
 MAX_PARALLEL_SSH_PROBES = 100
+MAX_MONITORED_FAULTS = 2000  # one alert target each; more are counted, not followed one by one
 
 
 def _devices_or_addresses(ctx: TaskContext, targets: str) -> list[tuple[str, str]]:
@@ -197,10 +198,16 @@ def apic_health_check(ctx: TaskContext, spec: dict[str, Any]) -> dict[str, Outco
 def apic_faults_check(ctx: TaskContext, spec: dict[str, Any]) -> dict[str, Outcome]:
     severity = spec.get("severity", "critical")
     try:
-        faults = client_for(ctx.apic(spec["apic"])).get_class(
-            "faultInst", params={"query-target-filter": f'eq(faultInst.severity,"{severity}")'}, node=True)
+        found = client_for(ctx.apic(spec["apic"])).get_all(
+            "faultInst", active_faults_query(severity), node=True, limit=MAX_MONITORED_FAULTS)
     except TaskFailure as err:
         return {f"{spec['apic']} API": Outcome(False, str(err))}
-    # one target per fault: a new fault alerts once, and its clearing is a recovery
-    return {f"{spec['apic']} {f.get('code', '?')} {f.get('dn', '')}": Outcome(False, f.get("descr", "")[:120])
-            for f in faults}
+    # one target per fault: a new fault alerts once, and its clearing (or its leaving the
+    # raised state) is a recovery
+    out = {f"{spec['apic']} {f.get('code', '?')} {f.get('dn', '')}": Outcome(False, f.get("descr", "")[:120])
+           for f in found.objects}
+    if found.total > len(found.objects):
+        out[f"{spec['apic']} more {severity} faults"] = Outcome(
+            False, f"{found.total - len(found.objects)} more not followed one by one (the check follows "
+                   f"the newest {len(found.objects)})")
+    return out

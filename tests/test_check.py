@@ -51,6 +51,7 @@ device_timeout = 3
 connect_timeout = 3
 [apic.apic1]
 url = "{lab.apic.url}"
+verify_tls = "{lab.apic.ca_file}"
 username = "{lab.apic.username}"
 password_file = "{secrets}/apic"
 {extra}

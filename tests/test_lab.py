@@ -676,17 +676,26 @@ def test_stats_count_sessions_and_concurrency(lab: Lab) -> None:
 # -- APIC -----------------------------------------------------------------------------------
 
 
+def _https(lab: Lab) -> requests.Session:
+    """A session that trusts the lab APIC's self-signed certificate, and nothing from the
+    environment (REQUESTS_CA_BUNDLE would override a Session's verify)."""
+    session = requests.Session()
+    session.trust_env = False
+    session.verify = str(lab.apic.ca_file)
+    return session
+
+
 def _login(
     lab: Lab, session: requests.Session | None = None, pwd: str | None = None
 ) -> requests.Response:
-    http = session or requests.Session()
+    http = session or _https(lab)
     body = {"aaaUser": {"attributes": {"name": lab.apic.username, "pwd": pwd or lab.apic.password}}}
     return http.post(f"{lab.apic.url}/api/aaaLogin.json", json=body, timeout=5)
 
 
 def test_apic_login_and_cookie(lab: Lab) -> None:
     logins = lab.apic.stats.logins
-    session = requests.Session()
+    session = _https(lab)
     response = _login(lab, session)
     assert response.status_code == 200
     assert response.headers["Content-Type"] == "application/json"
@@ -721,13 +730,13 @@ def test_apic_wrong_password_and_missing_token(lab: Lab) -> None:
             }
         ],
     }
-    anonymous = requests.get(f"{lab.apic.url}/api/node/class/faultInst.json", timeout=5)
+    anonymous = _https(lab).get(f"{lab.apic.url}/api/node/class/faultInst.json", timeout=5)
     assert anonymous.status_code == 403
     assert anonymous.json()["imdata"][0]["error"]["attributes"] == {
         "code": "403",
         "text": "Token was invalid (Error: Token timeout)",
     }
-    forged = requests.get(
+    forged = _https(lab).get(
         f"{lab.apic.url}/api/node/class/faultInst.json",
         cookies={"APIC-cookie": "forged"},
         timeout=5,
@@ -737,7 +746,7 @@ def test_apic_wrong_password_and_missing_token(lab: Lab) -> None:
 
 def test_apic_token_expires() -> None:
     with LabThread(devices=1, token_timeout=1) as small:
-        session = requests.Session()
+        session = _https(small)
         login = _login(small, session)
         assert login.json()["imdata"][0]["aaaLogin"]["attributes"]["refreshTimeoutSeconds"] == "1"
         url = f"{small.apic.url}/api/class/fabricHealthTotal.json"
@@ -754,7 +763,7 @@ def test_apic_token_expires() -> None:
 
 def test_apic_refresh_replaces_the_token_and_logout_ends_it(lab: Lab) -> None:
     refreshes = lab.apic.stats.refreshes
-    session = requests.Session()
+    session = _https(lab)
     old = _login(lab, session).json()["imdata"][0]["aaaLogin"]["attributes"]["token"]
     refreshed = session.get(f"{lab.apic.url}/api/aaaRefresh.json", timeout=5)
     assert refreshed.status_code == 200
@@ -762,20 +771,20 @@ def test_apic_refresh_replaces_the_token_and_logout_ends_it(lab: Lab) -> None:
     assert new != old and session.cookies.get("APIC-cookie") == new
     assert lab.apic.stats.refreshes == refreshes + 1
     url = f"{lab.apic.url}/api/class/fabricHealthTotal.json"
-    assert requests.get(url, cookies={"APIC-cookie": old}, timeout=5).status_code == 403
-    assert requests.get(url, cookies={"APIC-cookie": new}, timeout=5).status_code == 200
-    logout = requests.post(
+    assert _https(lab).get(url, cookies={"APIC-cookie": old}, timeout=5).status_code == 403
+    assert _https(lab).get(url, cookies={"APIC-cookie": new}, timeout=5).status_code == 200
+    logout = _https(lab).post(
         f"{lab.apic.url}/api/aaaLogout.json",
         cookies={"APIC-cookie": new},
         json={"aaaUser": {"attributes": {"name": lab.apic.username}}},
         timeout=5,
     )
     assert logout.status_code == 200
-    assert requests.get(url, cookies={"APIC-cookie": new}, timeout=5).status_code == 403
+    assert _https(lab).get(url, cookies={"APIC-cookie": new}, timeout=5).status_code == 403
 
 
 def test_apic_health(lab: Lab) -> None:
-    session = requests.Session()
+    session = _https(lab)
     _login(lab, session)
     lab.apic.set_health(fabric=88, pods={1: 90, 2: 71})
     body = session.get(f"{lab.apic.url}/api/class/fabricHealthTotal.json", timeout=5).json()
@@ -809,7 +818,7 @@ def test_apic_health(lab: Lab) -> None:
 
 
 def test_apic_fault_filters(lab: Lab) -> None:
-    session = requests.Session()
+    session = _https(lab)
     _login(lab, session)
     added = lab.apic.add_fault(
         "F9999", "critical", "Lab test fault", dn="topology/pod-2/node-299/sys/fault-F9999"
@@ -879,7 +888,7 @@ def test_apic_faults_down_auth_slow(lab: Lab) -> None:
     assert time.perf_counter() - started >= SLOW_DELAY
     lab.set_fault("apic1", Fault.HANG)
     with pytest.raises(requests.Timeout):
-        requests.post(f"{lab.apic.url}/api/aaaLogin.json", json={}, timeout=0.5)
+        _https(lab).post(f"{lab.apic.url}/api/aaaLogin.json", json={}, timeout=0.5)
     lab.set_fault("apic1", Fault.DISCONNECT)
     with pytest.raises(requests.ConnectionError):
         _login(lab)

@@ -1,16 +1,50 @@
-"""Simulated Cisco APIC REST API (plain HTTP on loopback, aiohttp server).
+"""Simulated Cisco APIC REST API (HTTPS on loopback, aiohttp server).
 
-Faithful to what the bot relies on (see docs/architecture.md, "APIC REST"):
+Faithful to what the bot relies on (see docs/architecture.md, "APIC REST"), including
+the ways the real APIC is unkind to a client. Sources are named per behaviour:
 
+- HTTPS only, with a self-signed certificate made at start, as a fresh APIC serves one
+  it generated itself (Cisco APIC Security Configuration Guide, "Configuring Custom
+  Certificate": the default key ring holds a self-signed certificate). The certificate is
+  published as a PEM file (`ca_file`) for clients to trust.
 - `POST /api/aaaLogin.json` {"aaaUser":{"attributes":{"name","pwd"}}} -> aaaLogin token
-  and `Set-Cookie: APIC-cookie=<token>; path=/; HttpOnly`; bad credentials -> 401.
+  and `Set-Cookie: APIC-cookie=<token>; path=/; HttpOnly`; bad credentials -> 401
+  (Cisco APIC REST API Configuration Guide, "Authenticating and Maintaining an API
+  Session").
 - Every other /api call needs a live APIC-cookie, else 403 "Token was invalid (Error:
-  Token timeout)". Tokens live `token_timeout` seconds (default 600).
-- `GET|POST /api/aaaRefresh.json` -> a new token; the old one stops working at once.
+  Token timeout)". Tokens live `token_timeout` seconds (refreshTimeoutSeconds, default 600).
+- `GET /api/aaaRefresh.json` -> a new token; the old one stops working at once. A session
+  cannot be refreshed past `max_lifetime` seconds after its first login (the aaaLogin
+  attribute maximumLifetimeSeconds, 86400 on a real APIC; refreshed tokens keep the
+  session's firstLoginTime): then only a new login helps. The 403 text for that case is
+  approximated (the same token-timeout text).
 - `POST /api/aaaLogout.json` drops the session's token.
+- Methods: aaaLogin and aaaLogout take POST, aaaRefresh and class queries take GET; any
+  other method is refused. The real APIC's answer was not found in Cisco's documents:
+  the lab answers 405 in the usual error shape (approximated).
+- Failed logins are throttled: after `login_failures_allowed` failures within
+  `login_throttle_seconds`, every login gets 503 until the window has passed. The APIC
+  throttles aaaLogin through NGINX (Cisco ACI "Support for NGINX Rate Limit" and the REST
+  API Configuration Guide, "Configuring HTTP and HTTPS Throttling"); NGINX answers a
+  throttled request with its own HTML 503 page (nginx limit_req_status, default 503),
+  not with APIC JSON.
 - `/api/class/<cls>.json` and `/api/node/class/<cls>.json` for fabricHealthTotal,
   faultSummary and faultInst, with `query-target-filter` (eq, ne, lt, gt, le, ge, wcard,
-  and, or, not), `order-by=<cls>.<attr>|asc|desc`, `page` and `page-size`.
+  and, or, not), `order-by=<cls>.<attr>|asc|desc`, `page` (from 0) and `page-size`;
+  `totalCount` is the count before paging. An unknown class is refused with 400 "Request
+  failed, unresolved class for <cls>"; an unknown property in a filter or order-by with
+  400 (text approximated). An unpaged query whose result exceeds `max_unpaged` objects
+  is refused with 400 "Unable to process the query, result dataset is too big", as a
+  large fabric does (seen in automateyournetwork/ACEye issue #132; the real threshold is
+  not documented, so the lab's is a setting).
+- Faults have a lifecycle (Cisco APIC Faults, Events, and System Messages Management
+  Guide, "Fault Lifecycle"): soaking, soaking-clearing, raised, raised-clearing,
+  retaining. A retaining fault's severity is "cleared" (its origSeverity keeps what it
+  was) and it stays listed for the retention interval (3600 s by default). The lab
+  carries soaking, raised-clearing and retaining faults next to raised ones.
+- `order-by` sorts by the attributes' string values. How the real APIC orders an
+  enumerated property such as severity was not found documented, so the bot never relies
+  on it (it asks for each severity in turn).
 - Every attribute value is a string; Content-Type is exactly `application/json`.
 
 Faults: DOWN (socket closed, connections refused), AUTH (every login 401), SLOW (every
@@ -21,6 +55,7 @@ connection is dropped without an answer).
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import datetime as dt
 import hmac
@@ -28,18 +63,30 @@ import json
 import re
 import secrets
 import socket
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
-from chatbot.lab.apic_filter import FilterError, parse_filter
+from chatbot.lab.apic_filter import FilterError, UnknownProperty, parse_filter, property_name
+from chatbot.lab.apic_tls import self_signed_certificate, server_context
 from chatbot.lab.model import Fault
 
 APIC_NAME = "apic1"
 SEVERITIES = ("critical", "major", "minor", "warning", "info", "cleared")
+LIFECYCLES = ("soaking", "soaking-clearing", "raised", "raised-clearing", "retaining")
+TOO_BIG = "Unable to process the query, result dataset is too big"
+# NGINX's own page for a throttled request (limit_req_status 503), as it sends it.
+_THROTTLED_PAGE = (
+    "<html>\r\n<head><title>503 Service Temporarily Unavailable</title></head>\r\n<body>\r\n"
+    "<center><h1>503 Service Temporarily Unavailable</h1></center>\r\n<hr><center>nginx</center>\r\n"
+    "</body>\r\n</html>\r\n"
+)
+_METHODS = {"/api/aaaLogin.json": "POST", "/api/aaaLogout.json": "POST", "/api/aaaRefresh.json": "GET"}
 _COOKIE = "APIC-cookie"
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -64,14 +111,29 @@ def _error(status: int, text: str) -> web.Response:
     return _body(status, [{"error": {"attributes": {"code": str(status), "text": text}}}])
 
 
+def _wrong_method(request: web.Request) -> web.Response:
+    return _error(405, f"Method {request.method} is not allowed for {request.path}")
+
+
 @dataclass
 class ApicStats:
     logins: int = 0
     failed_logins: int = 0
+    throttled_logins: int = 0
     refreshes: int = 0
     logouts: int = 0
     requests: int = 0
     rejected_tokens: int = 0
+    # the parameters of the latest class queries (bounded: a lab may run for days)
+    queries: collections.deque[dict[str, str]] = field(default_factory=lambda: collections.deque(maxlen=200))
+
+
+@dataclass
+class _Session:
+    user: str
+    expires: float  # monotonic
+    first_login: float  # monotonic; the lifetime cap counts from here, across refreshes
+    first_login_wall: str  # epoch seconds, as firstLoginTime
 
 
 @dataclass
@@ -81,7 +143,7 @@ class _Health:
     updated: str = field(default_factory=_timestamp)
 
 
-_DEFAULT_FAULTS: tuple[tuple[str, str, str, str, str], ...] = (
+_DEFAULT_FAULTS: tuple[tuple[str, str, str, str, str], ...] = (  # raised
     (
         "F0103",
         "critical",
@@ -113,8 +175,49 @@ _DEFAULT_FAULTS: tuple[tuple[str, str, str, str, str], ...] = (
 )
 
 
+# Faults in the other lifecycle states: listed by the APIC, but not active.
+_QUIET_FAULTS: tuple[tuple[str, str, str, str, str, str], ...] = (
+    (
+        "F0546",
+        "critical",
+        "retaining",
+        "Port eth1/7 on node 101 was down (cleared)",
+        "topology/pod-1/node-101/sys/phys-[eth1/7]/phys/fault-F0546",
+        "port-down",
+    ),
+    (
+        "F1394",
+        "critical",
+        "soaking",
+        "Ethernet interface eth1/33 on node 102 is flapping (soaking)",
+        "topology/pod-1/node-102/sys/phys-[eth1/33]/phys/fault-F1394",
+        "interface-flapping",
+    ),
+    (
+        "F0321",
+        "major",
+        "raised-clearing",
+        "Health score of tenant Prod dropped below 80 (clearing)",
+        "topology/pod-2/node-201/sys/fault-F0321",
+        "health-score-low",
+    ),
+)
+
+_FAULT_PROPERTIES = frozenset(
+    ("ack cause changeSet childAction code created delegated descr dn domain highestSeverity "
+     "lastTransition lc occur origSeverity prevSeverity rule severity status subject type").split()
+)
+_HEALTH_PROPERTIES = frozenset("childAction chng cur dn maxSev prev status twScore updTs".split())
+_SUMMARY_PROPERTIES = frozenset(
+    ("acked cause childAction code count delegated descr dn domain nonAcked nonDelegated "
+     "severity status subject type").split()
+)
+_PROPERTIES = {"faultInst": _FAULT_PROPERTIES, "fabricHealthTotal": _HEALTH_PROPERTIES,
+               "faultSummary": _SUMMARY_PROPERTIES}
+
+
 class LabApic:
-    """One simulated APIC, `apic1`, listening on 127.0.0.1."""
+    """One simulated APIC, `apic1`, listening with HTTPS on 127.0.0.1."""
 
     name = APIC_NAME
 
@@ -126,6 +229,10 @@ class LabApic:
         token_timeout: float = 600,
         slow_delay: float = 5.0,
         host: str = "127.0.0.1",
+        max_lifetime: float = 86400,
+        login_failures_allowed: int = 20,
+        login_throttle_seconds: float = 60,
+        max_unpaged: int = 10000,
     ) -> None:
         self.username = username
         self.password = password
@@ -135,8 +242,16 @@ class LabApic:
         self.slow_delay = slow_delay
         self.delay = 0.0
         self.fault: Fault | None = None
+        self.max_lifetime = max_lifetime
+        self.login_failures_allowed = login_failures_allowed
+        self.login_throttle_seconds = login_throttle_seconds
+        self.max_unpaged = max_unpaged
         self.stats = ApicStats()
-        self._tokens: dict[str, tuple[str, float]] = {}  # token -> (user, expiry, monotonic)
+        self._tokens: dict[str, _Session] = {}
+        self._failed_logins: collections.deque[float] = collections.deque()  # monotonic times
+        self.certificate_pem, self._key_pem = self_signed_certificate(host)
+        self._tls: ssl.SSLContext = server_context(self.certificate_pem, self._key_pem)
+        self.ca_file: Path | None = None  # where the lab published certificate_pem
         self._health: dict[int | None, _Health] = {
             None: _Health(95, 95),
             1: _Health(96, 96),
@@ -151,10 +266,21 @@ class LabApic:
         self._stopping = False
         for code, severity, descr, dn, cause in _DEFAULT_FAULTS:
             self.add_fault(code, severity, descr, dn=dn, cause=cause)
+        for code, severity, lifecycle, descr, dn, cause in _QUIET_FAULTS:
+            self.add_fault(code, severity, descr, dn=dn, cause=cause, lifecycle=lifecycle)
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"https://{self.host}:{self.port}"
+
+    def publish_certificate(self, path: Path) -> None:
+        """Write the certificate where clients can point at it; whole, then renamed."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(path.name + ".new")
+        partial.write_bytes(self.certificate_pem)
+        partial.chmod(0o644)
+        partial.replace(path)
+        self.ca_file = path
 
     # -- test controls -------------------------------------------------------------------
 
@@ -181,10 +307,15 @@ class LabApic:
         domain: str = "infra",
         subject: str = "management",
         fault_type: str = "operational",
+        lifecycle: str = "raised",
     ) -> dict[str, str]:
-        """Raise a faultInst; returns its attributes (all strings, as the APIC sends them)."""
+        """Add a faultInst in a lifecycle state (raised unless told); returns its attributes
+        (all strings, as the APIC sends them). A retaining fault's severity is "cleared";
+        `severity` is then the one it had (origSeverity)."""
         if severity not in SEVERITIES:
             raise ValueError(f"severity must be one of {SEVERITIES}")
+        if lifecycle not in LIFECYCLES:
+            raise ValueError(f"lifecycle must be one of {LIFECYCLES}")
         self._fault_id += 1
         now = _timestamp()
         attributes = {
@@ -200,12 +331,12 @@ class LabApic:
             "domain": domain,
             "highestSeverity": severity,
             "lastTransition": now,
-            "lc": "raised",
+            "lc": lifecycle,
             "occur": "1",
             "origSeverity": severity,
             "prevSeverity": severity,
             "rule": cause.replace(" ", "-"),
-            "severity": severity,
+            "severity": "cleared" if lifecycle == "retaining" else severity,
             "status": "",
             "subject": subject,
             "type": fault_type,
@@ -220,7 +351,7 @@ class LabApic:
 
     def _max_severity(self, pod: int | None) -> str:
         prefix = "topology/" if pod is None else f"topology/pod-{pod}/"
-        found = {f["severity"] for f in self._faults if f["dn"].startswith(prefix)}
+        found = {f["severity"] for f in self._faults if f["dn"].startswith(prefix) and f["lc"] == "raised"}
         return next((severity for severity in SEVERITIES if severity in found), "cleared")
 
     def _health_objects(self) -> list[dict[str, str]]:
@@ -245,7 +376,8 @@ class LabApic:
     def _fault_summaries(self) -> list[dict[str, str]]:
         by_code: dict[str, list[dict[str, str]]] = {}
         for fault in self._faults:
-            by_code.setdefault(fault["code"], []).append(fault)
+            if fault["severity"] != "cleared":
+                by_code.setdefault(fault["code"], []).append(fault)
         summaries = []
         for code, faults in by_code.items():
             worst = min(faults, key=lambda f: SEVERITIES.index(f["severity"]))
@@ -282,33 +414,37 @@ class LabApic:
 
     # -- tokens --------------------------------------------------------------------------
 
-    def _issue_token(self, user: str) -> str:
+    def _issue_token(self, user: str, previous: _Session | None = None) -> tuple[str, _Session]:
+        """A new token; a refresh keeps the session's first login, so the cap holds."""
+        now = time.monotonic()
+        first = previous.first_login if previous else now
+        wall = previous.first_login_wall if previous else str(int(time.time()))
+        expires = min(now + self.token_timeout, first + self.max_lifetime)
         token = secrets.token_urlsafe(96)
-        self._tokens[token] = (user, time.monotonic() + self.token_timeout)
-        return token
+        session = self._tokens[token] = _Session(user, expires, first, wall)
+        return token, session
 
-    def _session_user(self, request: web.Request) -> tuple[str, str] | None:
+    def _session(self, request: web.Request) -> tuple[str, _Session] | None:
         token = request.cookies.get(_COOKIE, "")
-        entry = self._tokens.get(token)
-        if entry is None:
+        session = self._tokens.get(token)
+        if session is None:
             return None
-        if time.monotonic() >= entry[1]:
+        if time.monotonic() >= session.expires:
             del self._tokens[token]
             return None
-        return token, entry[0]
+        return token, session
 
-    def _login_body(self, token: str, user: str) -> web.Response:
-        now = str(int(time.time()))
+    def _login_body(self, token: str, session: _Session) -> web.Response:
         attributes = {
             "token": token,
             "siteFingerprint": "lab0fingerprint",
             "refreshTimeoutSeconds": str(int(self.token_timeout)),
-            "maximumLifetimeSeconds": "86400",
+            "maximumLifetimeSeconds": str(int(self.max_lifetime)),
             "guiIdleTimeoutSeconds": "1200",
             "restTimeoutSeconds": "90",
-            "creationTime": now,
-            "firstLoginTime": now,
-            "userName": user,
+            "creationTime": str(int(time.time())),
+            "firstLoginTime": session.first_login_wall,
+            "userName": session.user,
             "remoteUser": "false",
             "unixUserId": "15374",
             "sessionId": secrets.token_urlsafe(16),
@@ -325,7 +461,18 @@ class LabApic:
 
     # -- HTTP handlers -------------------------------------------------------------------
 
+    def _throttled(self) -> bool:
+        horizon = time.monotonic() - self.login_throttle_seconds
+        while self._failed_logins and self._failed_logins[0] < horizon:
+            self._failed_logins.popleft()
+        return len(self._failed_logins) >= self.login_failures_allowed
+
     async def _login(self, request: web.Request) -> web.Response:
+        if request.method != "POST":
+            return _wrong_method(request)
+        if self._throttled():
+            self.stats.throttled_logins += 1
+            return web.Response(status=503, text=_THROTTLED_PAGE, content_type="text/html")
         try:
             payload = json.loads(await request.read())
             attributes = payload["aaaUser"]["attributes"]
@@ -339,21 +486,25 @@ class LabApic:
         )
         if not valid:
             self.stats.failed_logins += 1
+            self._failed_logins.append(time.monotonic())
             return _error(401, "Username or password is incorrect - FAILED local authentication")
         self.stats.logins += 1
-        return self._login_body(self._issue_token(name), name)
+        return self._login_body(*self._issue_token(name))
 
     async def _authenticated(self, request: web.Request) -> web.Response:
-        session = self._session_user(request)
-        if session is None:
+        path = request.path
+        if request.method != _METHODS.get(path, "GET"):
+            return _wrong_method(request)
+        found = self._session(request)
+        if found is None:
             self.stats.rejected_tokens += 1
             return _error(403, "Token was invalid (Error: Token timeout)")
-        token, user = session
-        path = request.path
+        token, session = found
         if path == "/api/aaaRefresh.json":
+            # No refresh past the cap: every token of the session expires there at the latest.
             del self._tokens[token]
             self.stats.refreshes += 1
-            return self._login_body(self._issue_token(user), user)
+            return self._login_body(*self._issue_token(session.user, session))
         if path == "/api/aaaLogout.json":
             del self._tokens[token]
             self.stats.logouts += 1
@@ -366,28 +517,38 @@ class LabApic:
         return self._query(match.group(1), request.query)
 
     def _query(self, cls: str, query: Any) -> web.Response:
+        self.stats.queries.append(dict(query))
         objects = self._class_objects(cls)
         if objects is None:
             return _error(400, f"Request failed, unresolved class for {cls}")
+        properties = _PROPERTIES[cls]
         filter_text = query.get("query-target-filter")
-        if filter_text:
-            try:
-                predicate = parse_filter(filter_text)
-            except FilterError as exc:
-                return _error(400, f"Query filter is invalid: {exc}")
-            objects = [attrs for attrs in objects if predicate(attrs)]
-        order = query.get("order-by")
-        if order:
-            prop, _, direction = order.partition("|")
-            key = prop.split(".")[-1]
-            objects.sort(key=lambda attrs: attrs.get(key, ""), reverse=direction == "desc")
+        try:
+            if filter_text:
+                predicate = parse_filter(filter_text, cls, properties)
+                objects = [attrs for attrs in objects if predicate(attrs)]
+            order = query.get("order-by")
+            if order:
+                prop, _, direction = order.partition("|")
+                if direction not in ("", "asc", "desc"):
+                    return _error(400, f"Invalid order-by direction {direction}")
+                key = property_name(prop, cls, properties)
+                objects.sort(key=lambda attrs: attrs.get(key, ""), reverse=direction == "desc")
+        except UnknownProperty as exc:
+            return _error(400, f"Request failed, unresolved property: {exc}")
+        except FilterError as exc:
+            return _error(400, f"Query filter is invalid: {exc}")
         total = len(objects)
         if "page-size" in query:
             try:
                 size, page = int(query["page-size"]), int(query.get("page", "0"))
             except ValueError:
                 return _error(400, "Invalid paging parameters")
+            if size < 1 or page < 0:
+                return _error(400, "Invalid paging parameters")
             objects = objects[page * size : (page + 1) * size]
+        elif total > self.max_unpaged:
+            return _error(400, TOO_BIG)
         return _body(200, [{cls: {"attributes": attrs}} for attrs in objects], total=total)
 
     @web.middleware
@@ -415,7 +576,7 @@ class LabApic:
 
     def _app(self) -> web.Application:
         app = web.Application(middlewares=[self._faults_middleware])
-        app.router.add_post("/api/aaaLogin.json", self._login)
+        app.router.add_route("*", "/api/aaaLogin.json", self._login)
         app.router.add_route("*", "/api/{tail:.*}", self._authenticated)
         app.router.add_route("*", "/{tail:.*}", self._not_found)
         return app
@@ -447,7 +608,7 @@ class LabApic:
     async def _serve(self, sock: socket.socket) -> None:
         assert self._runner is not None and self._runner.server is not None
         self._server = await asyncio.get_running_loop().create_server(
-            self._runner.server, sock=sock
+            self._runner.server, sock=sock, ssl=self._tls
         )
 
     def _stop_listening(self) -> None:

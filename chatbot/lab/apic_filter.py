@@ -1,8 +1,9 @@
 """APIC `query-target-filter` expressions, e.g. and(eq(faultInst.severity,"major"),...).
 
 Supported: eq, ne, lt, gt, le, ge (numeric when both sides are numbers), wcard (regex
-search), and, or, not. A property is matched by its attribute name, whatever class prefix
-it carries ("faultInst.severity" tests the attribute "severity").
+search), and, or, not. A property is written `<class>.<attribute>`; given the queried class
+and its attributes, any other class or an unknown attribute is refused, as the APIC
+refuses it (HTTP 400) rather than matching nothing.
 """
 
 from __future__ import annotations
@@ -15,7 +16,23 @@ class FilterError(ValueError):
     pass
 
 
-def parse_filter(text: str) -> Callable[[dict[str, str]], bool]:
+class UnknownProperty(FilterError):
+    """The filter names a class or an attribute the queried class does not have."""
+
+
+def property_name(text: str, cls: str | None, properties: frozenset[str] | None) -> str:
+    """`faultInst.severity` -> `severity`, checked against the queried class when given."""
+    prefix, dot, name = text.rpartition(".")
+    if cls is not None and (not dot or prefix != cls):
+        raise UnknownProperty(f"{text} is not a property of class {cls}")
+    if properties is not None and name not in properties:
+        raise UnknownProperty(f"{text} is not a property of class {cls}")
+    return name
+
+
+def parse_filter(
+    text: str, cls: str | None = None, properties: frozenset[str] | None = None
+) -> Callable[[dict[str, str]], bool]:
     """Compile an APIC query-target-filter such as and(eq(faultInst.severity,"major"),...)."""
     position = 0
 
@@ -69,7 +86,7 @@ def parse_filter(text: str) -> Callable[[dict[str, str]], bool]:
             inner = expression()
             expect(")")
             return lambda attrs: not inner(attrs)
-        prop = word().split(".")[-1]  # "faultInst.severity" -> "severity"
+        prop = property_name(word(), cls, properties)
         expect(",")
         wanted = value()
         expect(")")

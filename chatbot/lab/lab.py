@@ -59,9 +59,12 @@ class Lab:
         slow_delay: float = 5.0,
         token_timeout: int = 600,
         known_hosts: Path | None = None,
+        apic_ca_file: Path | None = None,
     ) -> None:
         """`known_hosts`: where start() publishes the devices' host keys, in OpenSSH's
-        format; by default a temporary file, removed by stop()."""
+        format; `apic_ca_file`: where it publishes the APIC's self-signed HTTPS
+        certificate (PEM), for clients to verify against. By default both are temporary
+        files, removed by stop()."""
         if not 1 <= devices <= MAX_DEVICES:
             raise ValueError(f"a lab has 1 to {MAX_DEVICES} devices")
         if delay < 0 or slow_delay < 0:
@@ -88,6 +91,7 @@ class Lab:
         self._servers: dict[str, DeviceServer] = {}
         self._host_keys: list[asyncssh.SSHKey] = []
         self.known_hosts = known_hosts
+        self.apic_ca_file = apic_ca_file
         self._temp_dir: str | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
@@ -125,6 +129,7 @@ class Lab:
             ]
             await asyncio.gather(*listening)
             self._publish_host_keys()
+            self.apic.publish_certificate(self.apic_ca_file or Path(self._private_dir()) / "apic-ca.pem")
             await self.apic.start()
         except BaseException:
             await self.stop()
@@ -135,19 +140,27 @@ class Lab:
         await asyncio.gather(*(server.close() for server in servers), return_exceptions=True)
         await self.apic.stop()
         if self._temp_dir is not None:
+            # forget only the files that lived there, not paths the caller chose
+            if self.known_hosts is not None and self.known_hosts.parent == Path(self._temp_dir):
+                self.known_hosts = None
+            if self.apic.ca_file is not None and self.apic.ca_file.parent == Path(self._temp_dir):
+                self.apic.ca_file = None
             shutil.rmtree(self._temp_dir, ignore_errors=True)
             self._temp_dir = None
-            self.known_hosts = None
         self._loop = None
         self._loop_thread = None
+
+    def _private_dir(self) -> str:
+        if self._temp_dir is None:
+            self._temp_dir = tempfile.mkdtemp(prefix="netbot-lab-")
+        return self._temp_dir
 
     def _publish_host_keys(self) -> None:
         """Write every device's host keys as `[address]:port key` lines, so clients can
         check them strictly although the keys are new at every start. Written whole and
         renamed into place: a reader never sees half a file."""
         if self.known_hosts is None:
-            self._temp_dir = tempfile.mkdtemp(prefix="netbot-lab-")
-            self.known_hosts = Path(self._temp_dir) / "known_hosts"
+            self.known_hosts = Path(self._private_dir()) / "known_hosts"
         public = [key.export_public_key("openssh").decode().strip() for key in self._host_keys]
         lines = [f"{known_entry_name(device.host, device.port)} {key}\n"
                  for device in self.devices.values() if device.port for key in public]
