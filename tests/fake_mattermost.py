@@ -303,7 +303,6 @@ class FakeMattermost:
         self.before_posts_since: Callable[[], Any] | None = None
         self._conns: set[_Conn] = set()
         self._expiring: set[str] = set()
-        self._muted: set[str] = set()  # user ids whose sockets get nothing (see mute_websockets)
         self.send_queue_size = SEND_QUEUE_SIZE
         # ServiceSettings.PostEditTimeLimit: seconds after creation a post's message may be
         # changed; -1 (the default) = always
@@ -439,11 +438,10 @@ class FakeMattermost:
         return self._call(lambda: self._rate_limits[user.id].early if user.id in self._rate_limits else 0)
 
     def mute_websockets(self, user: User, muted: bool = True) -> None:
-        """`user`'s sockets stay open and answer protocol pings (the read pump does that),
+        """`user`'s open sockets stay open and answer protocol pings (the read pump does that),
         but nothing else reaches them: no event, no reply (a stuck hub: `Hub.SendMessage`
         and `Broadcast` wait on the hub's channels)."""
         def apply() -> None:
-            (self._muted.add if muted else self._muted.discard)(user.id)
             for conn in self._conns:
                 if conn.user is user:
                     conn.muted = muted
@@ -982,7 +980,6 @@ class FakeMattermost:
                         conn.abort()
                         break
                     conn.user, conn.token = self.users[user_id], token
-                    conn.muted = user_id in self._muted
                     conn.event("hello", {"connection_id": new_id(), "server_version": SERVER_VERSION})
                     conn.reply({"status": "OK", "seq_reply": seq})
                 elif not self._session_valid(conn):
