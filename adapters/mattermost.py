@@ -4,8 +4,21 @@ The bot is a Mattermost account (a bot account is best) with a personal access t
 opens only outbound connections: REST calls, and the websocket on which it sends an
 `authentication_challenge` and then receives `hello` and `posted` events. It answers in
 the thread of the command (a command at channel level gets its answer in a thread under
-it), with Markdown; long output comes as an uploaded file; a command still running after
-`progress_after` seconds gets "working on it…", which is edited into the answer.
+it), with Markdown; long output comes as an uploaded file, in a post after the text; a
+command still running after `progress_after` seconds gets "working on it…", which is
+edited into the answer.
+
+What a real server refuses, and what the bot does then: an edit (PostEditTimeLimit, no
+edit_post permission) - the answer comes as a new post under "working on it"; an upload
+(attachments disabled, too large, no upload_file permission) - the text has gone first,
+and the file comes as a post saying why, with as much of its text as fits; a 429 - the
+request waits as long as the server says, again if need be, but an answer waits at most
+the command timeout in all, and one that still cannot be posted is logged and audited.
+
+Staying connected: when its token is revoked, the server neither closes the socket nor
+says a word; events just stop. So the bot sends the `ping` action every `ping_interval`
+seconds: a refused or unanswered ping sends it to REST to check its token (refused: it
+stops, with one line), else it reconnects and catches up (below).
 
 Who is who: a sender is `mattermost:<user id>` (the 26-character id, which unlike the
 username cannot be changed by its owner); `[identities]`, grants and a matterbridge

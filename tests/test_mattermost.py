@@ -324,6 +324,7 @@ def test_config_errors() -> None:
          "contradict"),
         ({"url": "https://c.example", "token": "t", "progress_after": -1}, "[mattermost] progress_after"),
         ({"url": "https://c.example", "token": "t", "catch_up_max_age": -1}, "[mattermost] catch_up_max_age"),
+        ({"url": "https://c.example", "token": "t", "ping_interval": 0}, "[mattermost] ping_interval"),
     ]:
         with pytest.raises(ConfigError) as err:
             load_mattermost_config(raw)
@@ -392,6 +393,21 @@ def test_upload_refused_the_text_comes_first_then_a_shortened_file(running_bot: 
     assert block.startswith("```\n") and "hostname r1" in block and "<redacted>" in block
     assert [s for s in planted_secrets("r1") if s in block] == []
     assert len(instead["message"]) <= MAX_POST_CHARS
+
+
+def test_shortened_file_post_fits_one_post() -> None:
+    from adapters.mattermost import shortened_file_post
+    from chatbot.render import Attachment
+
+    big = "\n".join(f"line {i} ``` @channel" for i in range(5000))
+    post = shortened_file_post(Attachment("big.txt", big, "big"), "it is larger than the server takes")
+    head, _, block = post.partition("\n")
+    assert len(post) <= MAX_POST_CHARS and len(post) > MAX_POST_CHARS - 100  # as much as fits
+    shown = block.count("\n") - 1
+    assert head == f"could not attach big.txt (it is larger than the server takes); its first {shown} of 5000 lines:"
+    assert block.startswith("````\nline 0 ") and "@channel" not in block  # fenced, mentions defused
+    small = shortened_file_post(Attachment("s.txt", "a\nb\n", "s"), "why")
+    assert small == "could not attach s.txt (why); all its 2 lines:\n```\na\nb\n```"
 
 
 # --- catching up what was posted while the bot was away ------------------------------------------
