@@ -1023,3 +1023,37 @@ def test_fake_refuses_edits_uploads_and_floods_as_the_server_does(world: World) 
         assert httpx.get(f"{url}/users/me", headers=bob).headers["Content-Type"] == "application/json; charset=utf-8"
     finally:
         fake.proxy_json_content_type = None
+
+
+def test_http_client_waits_out_429s_within_the_deadline() -> None:
+    """Through a stub transport: a proxy may send only X-RateLimit-Reset, or no wait at all."""
+    from mattermostautodriver import AsyncTypedDriver
+    from mattermostautodriver.exceptions import TooManyRequests
+
+    from adapters.mattermost_http import MattermostHttp, wait_for_rate_limits
+
+    seen: list[tuple[float, str]] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append((time.monotonic(), request.url.path))
+        if len(seen) % 2:  # every other request is refused, as plain text
+            return httpx.Response(429, text="limit exceeded\n", headers={"X-RateLimit-Reset": "1"})
+        body = {"file_infos": [{"id": "f" * 26}]} if request.url.path.endswith("/files") else {"id": "u" * 26}
+        return httpx.Response(200, json=body, headers={"Content-Type": "application/json; charset=utf-8"})
+
+    async def scenario() -> None:
+        driver = AsyncTypedDriver({"scheme": "http", "url": "127.0.0.1", "port": 9, "rate_limit_wait": 5,
+                                   "transport": httpx.MockTransport(answer)}, client_cls=MattermostHttp)
+        try:
+            assert (await driver.users.get_user("me"))["id"] == "u" * 26  # JSON despite the charset
+            uploaded = await driver.files.upload_file(files=("a.txt", b"abc", "text/plain"), channel_id="c" * 26)
+            assert uploaded["file_infos"][0]["id"] == "f" * 26  # an upload is sent again too
+            assert [round(b[0] - a[0]) for a, b in zip(seen[::2], seen[1::2])] == [1, 1]  # after the wait
+            with wait_for_rate_limits(0.5):
+                started = time.monotonic()
+                with pytest.raises(TooManyRequests):
+                    await driver.users.get_user("me")
+                assert time.monotonic() - started < 0.5  # no wait begun that would end past the deadline
+        finally:
+            await driver.close()
+    asyncio.run(scenario())
