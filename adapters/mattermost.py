@@ -4,8 +4,21 @@ The bot is a Mattermost account (a bot account is best) with a personal access t
 opens only outbound connections: REST calls, and the websocket on which it sends an
 `authentication_challenge` and then receives `hello` and `posted` events. It answers in
 the thread of the command (a command at channel level gets its answer in a thread under
-it), with Markdown; long output comes as an uploaded file; a command still running after
-`progress_after` seconds gets "working on it…", which is edited into the answer.
+it), with Markdown; long output comes as an uploaded file, in a post after the text; a
+command still running after `progress_after` seconds gets "working on it…", which is
+edited into the answer.
+
+What a real server refuses, and what the bot does then: an edit (PostEditTimeLimit, no
+edit_post permission) - the answer comes as a new post under "working on it"; an upload
+(attachments disabled, too large, no upload_file permission) - the text has gone first,
+and the file comes as a post saying why, with as much of its text as fits; a 429 - the
+request waits as long as the server says, again if need be, but an answer waits at most
+the command timeout in all, and one that still cannot be posted is logged and audited.
+
+Staying connected: when its token is revoked, the server neither closes the socket nor
+says a word; events just stop. So the bot sends the `ping` action every `ping_interval`
+seconds: a refused or unanswered ping sends it to REST to check its token (refused: it
+stops, with one line), else it reconnects and catches up (below).
 
 Who is who: a sender is `mattermost:<user id>` (the 26-character id, which unlike the
 username cannot be changed by its owner); `[identities]`, grants and a matterbridge
@@ -53,11 +66,14 @@ from urllib.parse import urlsplit
 
 import aiohttp
 from mattermostautodriver import AsyncTypedDriver
-from mattermostautodriver.exceptions import NoAccessTokenProvided
+from mattermostautodriver.exceptions import (ContentTooLarge, FeatureDisabled, InvalidOrMissingParameters,
+                                              MattermostError, NoAccessTokenProvided, NotEnoughPermissions,
+                                              ResourceNotFound)
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from adapters.bridges import BridgeResolver
 from adapters.common import answer_with_progress, pause_unless_stopped, short_error, wind_down
+from adapters.mattermost_http import MattermostHttp, wait_for_rate_limits
 from chatbot.bot import Bot
 from chatbot.config import ConfigError
 from chatbot.errors import UserError
@@ -91,6 +107,7 @@ class MattermostConfig(BaseModel):
     attachment_lines: int = Field(default=40, ge=1)
     progress_after: float = Field(default=2.0, ge=0)
     reconnect_max: float = Field(default=60.0, ge=1)  # seconds: the longest wait between reconnects
+    ping_interval: float = Field(default=30.0, gt=0)  # seconds between websocket `ping` actions
     catch_up_max_age: float = Field(default=600.0, ge=0)  # seconds: missed posts this young are answered; 0 = none
     request_timeout: float = Field(default=30.0, gt=0)
 
@@ -198,14 +215,15 @@ class MattermostAdapter:
             "scheme": cfg.scheme, "url": cfg.host, "port": cfg.port,
             "verify": self._ssl if self._ssl is not None else True,
             "request_timeout": cfg.request_timeout,
-            "max_retries": 1,  # a 429 or a 502-504 is retried once; longer trouble is the reconnect loop's
-        })
+            "max_retries": 1,  # a 502-504 is retried once; longer trouble is the reconnect loop's
+            "rate_limit_wait": bot.runner.command_timeout,  # a 429 is waited out, but not forever
+        }, client_cls=MattermostHttp)
         self.user_id = ""
         self.username = ""
         self.team_id: str | None = None
         self.ready = asyncio.Event()  # set while the websocket is authenticated (tests wait on it)
         self._token: str | None = None
-        self._current: asyncio.Task[bool] | None = None
+        self._current: asyncio.Task[str] | None = None
         self._stopping = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._relays = bridges.relay_accounts(PLATFORM)
@@ -216,6 +234,7 @@ class MattermostAdapter:
         self._saving = asyncio.Lock()
         self._save_soon: asyncio.Task[None] | None = None
         self._saved_at = 0.0
+        self._uneditable: set[str] = set()  # acknowledgements the server refused to edit
 
     # --- lifecycle ----------------------------------------------------------------
     async def run(self) -> None:
@@ -224,8 +243,8 @@ class MattermostAdapter:
             was_up = False
             try:
                 self._current = asyncio.create_task(self._connect_once())
-                was_up = await self._current
-                reason = "the server closed the connection"
+                reason = await self._current
+                was_up = True
             except FatalMattermostError:
                 raise
             except asyncio.CancelledError:
@@ -285,9 +304,10 @@ class MattermostAdapter:
             self.team_id = found[0]
 
     # --- the websocket --------------------------------------------------------------
-    async def _connect_once(self) -> bool:
-        """One connection: log in, authenticate the websocket, take events until it closes.
-        True if it got as far as `hello` (the next reconnect starts with a short wait)."""
+    async def _connect_once(self) -> str:
+        """One connection: log in, authenticate the websocket, take events until it closes
+        or stops answering. Returns why it ended, once it got as far as `hello` (the next
+        reconnect then starts with a short wait)."""
         await self.login()
         scheme = "wss" if self.cfg.scheme == "https" else "ws"
         url = f"{scheme}://{self.cfg.host}:{self.cfg.port}/api/v4/websocket"
@@ -312,12 +332,46 @@ class MattermostAdapter:
                 # is claimed once.
                 await self._catch_up()
                 self.ready.set()
-                while True:
-                    try:
-                        frame = await self._receive(ws)
-                    except _SocketClosed:
-                        return True
-                    await self._on_frame(frame)
+                return await self._listen(ws)
+
+    async def _listen(self, ws: aiohttp.ClientWebSocketResponse) -> str:
+        """Events until the socket closes, with a `ping` action every `ping_interval`.
+
+        A revoked token does not close the socket: the server keeps it open and simply
+        stops sending events (`web_conn.go` IsAuthenticated), and protocol pings still get
+        their pongs. Only a request shows it: the ping action is refused
+        (not_authenticated) or, when the server's hub is stuck, not answered at all. Either
+        way the token is checked over REST (refused: fatal, one line), and if it holds,
+        the bot reconnects, and the catch-up brings what the silence hid."""
+        loop = asyncio.get_running_loop()
+        interval = self.cfg.ping_interval
+        seq = 1  # the challenge was 1
+        pending: tuple[int, float] | None = None  # the ping awaiting its reply, and until when
+        next_ping = loop.time() + interval
+        while True:
+            due = pending[1] if pending is not None else next_ping
+            now = loop.time()
+            if now >= due:
+                if pending is not None:
+                    await self.login()  # a refused token ends it here
+                    return f"the websocket did not answer a ping within {interval:g} s"
+                seq += 1
+                await ws.send_str(json.dumps({"seq": seq, "action": "ping"}))
+                pending, next_ping = (seq, now + interval), now + interval
+                continue
+            try:
+                frame = await asyncio.wait_for(self._receive(ws), due - now)
+            except asyncio.TimeoutError:
+                continue
+            except _SocketClosed:
+                return "the server closed the connection"
+            if pending is not None and frame.get("seq_reply") == pending[0]:
+                if frame.get("status") != "OK":
+                    await self.login()
+                    return f"the websocket refused a ping ({_error_id(frame)}) though the token holds"
+                pending = None
+                continue
+            await self._on_frame(frame)
 
     async def _until_hello(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         while True:
@@ -571,30 +625,74 @@ class MattermostAdapter:
             self.bot, msg, self.cfg.progress_after,
             acknowledge=lambda: self._create_post(msg.room, root, escape_markdown(self.bot.progress_text(msg.message_id))),
             deliver=lambda reply, ack_id: self._deliver(msg.room, root, reply, ack_id),
-            update=lambda ack_id, text: self._patch(ack_id, escape_markdown(text)),
+            update=self._progress,
         )
 
-    async def _patch(self, post_id: str, message: str) -> None:
-        await self.driver.posts.patch_post(post_id, message=message)
+    async def _progress(self, ack_id: str, text: str) -> None:
+        """A progress edit is not worth waiting for a rate limit, nor retrying once refused."""
+        if ack_id in self._uneditable:
+            return
+        with wait_for_rate_limits(0):
+            try:
+                await self.driver.posts.patch_post(ack_id, message=escape_markdown(text))
+            except (InvalidOrMissingParameters, NotEnoughPermissions, ResourceNotFound):
+                self._uneditable.add(ack_id)
+                raise
 
     async def _deliver(self, channel_id: str, root: str, reply: Reply, ack_id: str | None) -> None:
-        inline, files = split_attachments(reply.result, self.cfg.attachment_lines)
-        prefix = f"{escape_markdown(reply.mention)}: " if reply.mention else ""
-        text = prefix + render_markdown(inline)
-        if len(text) > MAX_POST_CHARS:
-            files.append(Attachment("answer.md", text, "the answer"))
-            text = prefix + render_markdown(Result(inline.status, inline.summary, [
-                Note("the answer is too long for one post: attached as answer.md")]))
-        uploaded = [(f.filename, await self._upload(channel_id, f)) for f in files]
-        if ack_id is None:  # one post: the answer with its first files
-            await self._create_post(channel_id, root, text, [i for _, i in uploaded[:MAX_FILES_PER_POST]])
-            uploaded = uploaded[MAX_FILES_PER_POST:]
-        else:  # the acknowledgement becomes the answer; files cannot be added by an edit
-            await self.driver.posts.patch_post(ack_id, message=text)
+        """The text first, then the files: a refused upload costs only that file, which
+        then comes as a shortened text. Waiting out rate limits is bounded by the command
+        timeout; what still cannot be posted is reported by the caller."""
+        with wait_for_rate_limits(self.bot.runner.command_timeout):
+            try:
+                inline, files = split_attachments(reply.result, self.cfg.attachment_lines)
+                prefix = f"{escape_markdown(reply.mention)}: " if reply.mention else ""
+                text = prefix + render_markdown(inline)
+                if len(text) > MAX_POST_CHARS:
+                    files.append(Attachment("answer.md", text, "the answer"))
+                    text = prefix + render_markdown(Result(inline.status, inline.summary, [
+                        Note("the answer is too long for one post: attached as answer.md")]))
+                await self._post_answer(channel_id, root, text, ack_id)
+                if files:
+                    await self._send_files(channel_id, root, files)
+            finally:
+                if ack_id is not None:
+                    self._uneditable.discard(ack_id)
+
+    async def _post_answer(self, channel_id: str, root: str, text: str, ack_id: str | None) -> None:
+        """The acknowledgement becomes the answer; where the server refuses the edit
+        (PostEditTimeLimit: 400, no edit_post permission: 403, the post deleted: 404), the
+        answer comes as a new post in the thread, under the acknowledgement."""
+        if ack_id is not None and ack_id not in self._uneditable:
+            try:
+                await self.driver.posts.patch_post(ack_id, message=text)
+                return
+            except (InvalidOrMissingParameters, NotEnoughPermissions, ResourceNotFound) as err:
+                log.info("mattermost: the server refused to edit %s (%s): the answer comes as a new post",
+                         ack_id, short_error(err))
+        await self._create_post(channel_id, root, text)
+
+    async def _send_files(self, channel_id: str, root: str, files: list[Attachment]) -> None:
+        uploaded: list[tuple[str, str]] = []
+        refused: list[tuple[Attachment, str]] = []
+        for i, attachment in enumerate(files):
+            try:
+                uploaded.append((attachment.filename, await self._upload(channel_id, attachment)))
+            except (FeatureDisabled, NotEnoughPermissions, ContentTooLarge) as err:
+                why = _upload_refusal(err)
+                log.info("mattermost: could not attach %s (%s): sending a shortened text instead",
+                         attachment.filename, short_error(err))
+                if isinstance(err, ContentTooLarge):
+                    refused.append((attachment, why))
+                else:  # the next would be refused alike
+                    refused += [(a, why) for a in files[i:]]
+                    break
         for i in range(0, len(uploaded), MAX_FILES_PER_POST):
             chunk = uploaded[i:i + MAX_FILES_PER_POST]
             await self._create_post(channel_id, root, escape_markdown(", ".join(n for n, _ in chunk)),
                                     [file_id for _, file_id in chunk])
+        for attachment, why in refused:
+            await self._create_post(channel_id, root, shortened_file_post(attachment, why))
 
     async def _create_post(self, channel_id: str, root: str, message: str, file_ids: list[str] | None = None) -> str:
         post = await self.driver.posts.create_post(channel_id, message, root_id=root or None,
@@ -605,6 +703,33 @@ class MattermostAdapter:
         resp = await self.driver.files.upload_file(
             files=(attachment.filename, attachment.text.encode(), "text/plain"), channel_id=channel_id)
         return str(resp["file_infos"][0]["id"])
+
+
+def _upload_refusal(err: MattermostError) -> str:
+    """Why an upload was refused, for the people who asked (by the error, not its text)."""
+    if isinstance(err, FeatureDisabled) or err.error_id == "api.file.attachments.disabled.app_error":
+        return "the server does not take attachments"
+    if isinstance(err, ContentTooLarge):
+        return "it is larger than the server takes"
+    return "the bot may not upload files here"
+
+
+def shortened_file_post(attachment: Attachment, why: str) -> str:
+    """A file that could not be attached, as much of it as fits in one post."""
+    lines = attachment.text.rstrip("\n").split("\n")
+
+    def post(count: int) -> str:
+        shown = "all its" if count == len(lines) else f"its first {count} of"
+        head = escape_markdown(f"could not attach {attachment.filename} ({why}); {shown} {len(lines)} lines:")
+        return head + "\n" + code_block("\n".join(lines[:count]))
+    low, high = 0, len(lines)  # the most lines that fit
+    while low < high:
+        mid = (low + high + 1) // 2
+        if len(post(mid)) <= MAX_POST_CHARS:
+            low = mid
+        else:
+            high = mid - 1
+    return post(low)
 
 
 class _SocketClosed(Exception):
@@ -635,6 +760,11 @@ def _utc_text(seconds: float) -> str:
 
 def _channel_label(channel: ChannelInfo) -> str:
     return "a direct channel" if channel.type == "D" else f"~{channel.name or channel.id}"
+
+
+def _error_id(frame: dict[str, Any]) -> str:
+    error = frame.get("error")
+    return str(error.get("id") or "no reason given") if isinstance(error, dict) else "no reason given"
 
 
 def _json_list(value: Any) -> list[str]:

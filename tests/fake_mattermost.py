@@ -3,9 +3,13 @@ mattermostautodriver use, as strict as the real server or stricter.
 
 No Mattermost server can run here, so this stands in for one. What it copies from the
 real one (server 9/10, `api4/` and `app/platform/web_conn.go`), because clients depend on it:
-- every JSON answer has `Content-Type: application/json` exactly (the driver compares
-  the header with that string and otherwise hands back a raw response); errors are
-  AppError objects `{"id", "message", "detailed_error", "request_id", "status_code"}`;
+- every JSON answer has `Content-Type: application/json` exactly, as the server sends it;
+  a reverse proxy may rewrite that (`proxy_json_content_type`, e.g.
+  "application/json; charset=utf-8"); errors are AppError objects
+  `{"id", "message", "detailed_error", "request_id", "status_code"}`;
+- rate limiting (`app/ratelimit.go`, throttled's GCRA; `rate_limit`): a refused request
+  gets 429 with a text/plain body "limit exceeded" and Retry-After and X-RateLimit-Reset
+  in whole seconds; every answer carries X-RateLimit-Limit/-Remaining/-Reset;
 - REST calls need `Authorization: Bearer <token>`; a missing or unknown token is 401
   `api.context.session_expired.app_error`;
 - the websocket delivers nothing until the client has sent an `authentication_challenge`
@@ -14,6 +18,14 @@ real one (server 9/10, `api4/` and `app/platform/web_conn.go`), because clients 
 - after authentication the server sends a `hello` event (seq 0) and `{"status": "OK",
   "seq_reply": N}`; here the hello comes first, the less convenient order for a client;
   every event carries the connection's own `seq`, counting up from 0;
+- the JSON `ping` action is answered `{"status": "OK", "seq_reply": N, "data": {"text":
+  "pong", ...}}` (`wsapi/system.go`); protocol pings are answered by the read pump alone;
+- a revoked token does not close the socket (`web_conn.go` IsAuthenticated, `web_hub.go`
+  invalidateUser): events silently stop and every request, the ping included, gets a FAIL
+  `api.web_socket_router.not_authenticated.app_error` (status_code 401) reply;
+- each socket has a send queue of 256 (`sendQueueSize`); when it is full the hub closes
+  the socket (`closeAndRemoveConn`): what was queued is written, then a close frame, and
+  the events that did not fit are lost (`send_queue_size`, `post_burst`);
 - `posted` / `post_edited` events carry the post as a JSON *string* in `data.post`;
   `posted` has `channel_type`, `channel_name`, `sender_name` ("@username", or the
   webhook's `override_username`), `team_id` ("" for direct and group channels) and,
@@ -22,11 +34,17 @@ real one (server 9/10, `api4/` and `app/platform/web_conn.go`), because clients 
 - posts: the author must be a channel member (403); a reply's `root_id` must be a root
   post of the same channel (400); at most 5 files, each uploaded by the author into that
   channel and not yet attached (the real server drops the others silently: here 400);
-  messages longer than 16383 characters are refused (400); only the author may patch;
+  messages longer than 16383 characters are refused (400); only the author may patch,
+  and only with the edit_post permission (403, `cannot_edit`), and not after
+  PostEditTimeLimit seconds (400 `api.post.update_post.permissions_time_limit.app_error`,
+  `post_edit_time_limit`; `api4/post.go` postPatchChecks);
   a bot's posts get `props.from_bot = "true"`; webhook posts `from_webhook = "true"` and
   `override_username`, and the user id of whoever created the webhook;
 - files: `POST /api/v4/files` multipart, part name `files`, `channel_id` in the query or
-  the form, 201 `{"file_infos": [...], "client_ids": []}`;
+  the form, 201 `{"file_infos": [...], "client_ids": []}`; refused when attachments are
+  disabled (`file_attachments`: 403 `api.file.attachments.disabled.app_error` in today's
+  uploadFileStream, 501 in older servers), without the upload_file permission (403,
+  `cannot_upload`) or above MaxFileSize (413 `too_large_detailed`, `max_file_size`);
 - events reach only the sockets authenticated at that moment: nothing is kept for a
   client that is away (a reconnecting client must ask REST what it missed);
 - an edit keeps the old version as a post of its own (store `SqlPostStore.Update`): a new
@@ -49,7 +67,7 @@ real one (server 9/10, `api4/` and `app/platform/web_conn.go`), because clients 
 Test API (callable from any thread): `add_team`, `add_user`, `create_token`,
 `revoke_token`, `expire_at_websocket`, `add_channel`, `direct_channel`, `post_as`, `post_as_webhook`,
 `edit_as`, `delete_as`, `rebroadcast`, `drop_connections`, `refuse_websockets`, `set_clock`, `restart`,
-and read-backs `posts_in`, `thread`, `file_text`, `edits_of`, `stats`, `authenticated`.
+`rate_limit`, `mute_websockets`, `post_burst`, and read-backs `came_back_early`, `posts_in`, `thread`, `file_text`, `edits_of`, `stats`, `authenticated`.
 """
 
 from __future__ import annotations
@@ -57,12 +75,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import math
 import re
 import secrets
 import ssl
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -142,39 +161,110 @@ class StoredFile:
                 "has_preview_image": False, "mini_preview": None, "remote_id": "", "archived": False}
 
 
+SEND_QUEUE_SIZE = 256  # web_conn.go sendQueueSize
+
+
 @dataclass(eq=False)
 class _Conn:
+    """One websocket, as `app/platform/web_conn.go` WebConn and the hub in `web_hub.go` see it.
+
+    Everything for the client (events and replies alike) goes through one send queue of
+    `queue_size` (sendQueueSize, 256) that a writer drains (writePump). When the queue is
+    full the hub does not wait: `closeAndRemoveConn` closes it, the writer sends what was
+    queued and then a close frame, and the event that did not fit is lost.
+
+    The session: `token` is cleared once the session it names is gone (`IsAuthenticated`
+    re-reads a session whose cache was invalidated, as a revocation does, and on failure
+    clears the token). The socket stays open; `ShouldSendEvent` is false from then on, so
+    events silently stop, and every request but the challenge gets a FAIL
+    `api.web_socket_router.not_authenticated.app_error` reply (`websocket_router.go`).
+    """
     ws: web.WebSocketResponse
     request: web.Request
+    queue_size: int = SEND_QUEUE_SIZE
     user: User | None = None
+    token: str = ""
     seq: int = 0
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    muted: bool = False  # the hub is stuck: nothing reaches the writer (protocol pongs still do)
+    closing: bool = False
+    outbox: deque[tuple[str, dict[str, Any]]] = field(default_factory=deque)
+    wakeup: asyncio.Event = field(default_factory=asyncio.Event)
 
-    async def event(self, name: str, data: dict[str, Any], channel_id: str = "") -> None:
-        async with self.lock:
-            if self.ws.closed:
+    def event(self, name: str, data: dict[str, Any], channel_id: str = "") -> None:
+        msg = {"event": name, "data": data,
+               "broadcast": {"omit_users": None, "user_id": self.user.id if name == "hello" and self.user else "",
+                             "channel_id": channel_id, "team_id": "", "connection_id": "",
+                             "omit_connection_id": ""}}
+        self._enqueue("event", msg)
+
+    def reply(self, body: dict[str, Any]) -> None:
+        self._enqueue("reply", body)
+
+    def _enqueue(self, kind: str, msg: dict[str, Any]) -> None:
+        if self.closing or self.muted or self.ws.closed:
+            return
+        if len(self.outbox) >= self.queue_size:
+            self.closing = True  # web_hub.go: "webhub.broadcast: cannot send, closing websocket for user"
+        else:
+            self.outbox.append((kind, msg))
+        self.wakeup.set()
+
+    async def pump(self) -> None:
+        """writePump: events get the connection's sequence number as they are written."""
+        while True:
+            await self.wakeup.wait()
+            self.wakeup.clear()
+            while self.outbox:
+                kind, msg = self.outbox.popleft()
+                if kind == "event":
+                    msg = dict(msg, seq=self.seq)
+                    self.seq += 1
+                try:
+                    await self.ws.send_str(json.dumps(msg))
+                except ConnectionError:
+                    return
+            if self.closing:
+                await self.ws.close()
                 return
-            msg = {"event": name, "data": data,
-                   "broadcast": {"omit_users": None, "user_id": self.user.id if name == "hello" and self.user else "",
-                                 "channel_id": channel_id, "team_id": "", "connection_id": "",
-                                 "omit_connection_id": ""},
-                   "seq": self.seq}
-            self.seq += 1
-            try:
-                await self.ws.send_str(json.dumps(msg))
-            except ConnectionError:
-                pass
-
-    async def reply(self, body: dict[str, Any]) -> None:
-        async with self.lock:
-            if not self.ws.closed:
-                await self.ws.send_str(json.dumps(body))
 
     def abort(self) -> None:
         """Drop the TCP connection without a close frame, as a crash or a network cut does."""
         transport = self.request.transport
         if transport is not None:
             transport.abort()
+
+
+@dataclass
+class _Gcra:
+    """The server's rate limiter (`app/ratelimit.go`, throttled's GCRARateLimiter with
+    RateQuota{PerSec, MaxBurst}): a request is allowed when the theoretical arrival time,
+    moved on by one emission interval, is within the burst tolerance of now."""
+    per_sec: float
+    max_burst: int
+    tat: float = 0.0  # theoretical arrival time, time.monotonic()
+    early: int = 0  # requests that came back before the Retry-After they were given
+    not_before: float = 0.0
+
+    def check(self, now: float) -> tuple[bool, dict[str, str]]:
+        emission = 1.0 / self.per_sec
+        tolerance = emission * (self.max_burst + 1)
+        new_tat = max(self.tat, now) + emission
+        diff = now - (new_tat - tolerance)
+        headers = {"X-RateLimit-Limit": str(self.max_burst + 1)}
+        if diff < 0:  # limited
+            if now < self.not_before:
+                self.early += 1
+            retry_after, reset_after = -diff, self.tat - now
+            self.not_before = now + retry_after
+            headers.update({"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": str(math.ceil(reset_after)),
+                            "Retry-After": str(math.ceil(retry_after))})
+            return False, headers
+        self.tat = new_tat
+        ttl = new_tat - now
+        next_allowed = tolerance - ttl
+        headers["X-RateLimit-Remaining"] = str(int(next_allowed / emission)) if next_allowed > -emission else "0"
+        headers["X-RateLimit-Reset"] = str(math.ceil(ttl))
+        return True, headers
 
 
 class ApiError(Exception):
@@ -213,6 +303,20 @@ class FakeMattermost:
         self.before_posts_since: Callable[[], Any] | None = None
         self._conns: set[_Conn] = set()
         self._expiring: set[str] = set()
+        self.send_queue_size = SEND_QUEUE_SIZE
+        # ServiceSettings.PostEditTimeLimit: seconds after creation a post's message may be
+        # changed; -1 (the default) = always
+        self.post_edit_time_limit = -1
+        self.cannot_edit: set[str] = set()  # user ids whose role lacks edit_post
+        # FileSettings: EnableFileAttachments, MaxFileSize (default 100 MiB); the status a
+        # disabled upload gets: 403 in uploadFileStream today, 501 in older servers
+        self.file_attachments = True
+        self.attachments_disabled_status = 403
+        self.max_file_size = 104857600
+        self.cannot_upload: set[str] = set()  # user ids whose role lacks upload_file
+        self._rate_limits: dict[str, _Gcra] = {}  # user id -> its tokens' limiter (VaryByUser)
+        # A reverse proxy in front that rewrites the JSON media type (None: the server's own)
+        self.proxy_json_content_type: str | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
@@ -251,7 +355,7 @@ class FakeMattermost:
         self.stop()
 
     async def _serve(self) -> None:
-        app = web.Application(middlewares=[self._errors])
+        app = web.Application(middlewares=[self._front, self._errors])
         app.router.add_get("/api/v4/system/ping", self._ping)
         app.router.add_get("/api/v4/websocket", self._websocket)
         app.router.add_get("/api/v4/users/me/teams", self._my_teams)
@@ -317,6 +421,37 @@ class FakeMattermost:
     def refuse_websockets(self, refusing: bool) -> None:
         """While refusing, websocket upgrades get 503 (REST still works)."""
         self._call(lambda: setattr(self, "refusing_websockets", refusing))
+
+    def rate_limit(self, user: User, per_sec: float | None, max_burst: int = 0) -> None:
+        """RateLimitSettings (Enable, PerSec, MaxBurst, VaryByUser) for `user`'s tokens, its
+        bucket empty as just after a burst; None lifts the limit."""
+        def apply() -> None:
+            if per_sec is None:
+                self._rate_limits.pop(user.id, None)
+            else:
+                self._rate_limits[user.id] = _Gcra(per_sec, max_burst,
+                                                   tat=time.monotonic() + (max_burst + 1) / per_sec)
+        self._call(apply)
+
+    def came_back_early(self, user: User) -> int:
+        """How often `user` asked again before the Retry-After it had been given."""
+        return self._call(lambda: self._rate_limits[user.id].early if user.id in self._rate_limits else 0)
+
+    def mute_websockets(self, user: User, muted: bool = True) -> None:
+        """`user`'s open sockets stay open and answer protocol pings (the read pump does that),
+        but nothing else reaches them: no event, no reply (a stuck hub: `Hub.SendMessage`
+        and `Broadcast` wait on the hub's channels)."""
+        def apply() -> None:
+            for conn in self._conns:
+                if conn.user is user:
+                    conn.muted = muted
+        self._call(apply)
+
+    def post_burst(self, user: User, channel: Channel, messages: list[str]) -> list[dict[str, Any]]:
+        """Several posts at once, faster than any socket is written (one turn of the loop)."""
+        async def burst() -> list[dict[str, Any]]:
+            return [await self._post(user, channel, m, "", {}, []) for m in messages]
+        return self._call(burst)
 
     # --- test API: setting up -------------------------------------------------------------
     # Every change runs on the server's loop, so no handler sees a half-made change.
@@ -432,9 +567,36 @@ class FakeMattermost:
 
     def authenticated(self, user: User) -> int:
         """How many authenticated websockets `user` has open."""
-        return self._call(lambda: sum(1 for c in self._conns if c.user is user and not c.ws.closed))
+        return self._call(lambda: sum(1 for c in self._conns if c.user is user and not c.ws.closed
+                                      and self._session_valid(c)))
 
     # --- REST ---------------------------------------------------------------------------------------
+    @web.middleware
+    async def _front(self, request: web.Request, handler: Callable[[web.Request], Any]) -> web.StreamResponse:
+        """What stands before the API: the rate limiter (`app/ratelimit.go` RateLimitHandler
+        wraps the whole router; every answer carries X-RateLimit-Limit, -Remaining and -Reset,
+        a refusal also Retry-After, all in whole seconds, and `http.Error`'s plain-text body
+        "limit exceeded"), then perhaps a reverse proxy that rewrites the JSON media type."""
+        limiter = self._limiter_for(request)
+        headers: dict[str, str] = {}
+        if limiter is not None:
+            allowed, headers = limiter.check(time.monotonic())
+            if not allowed:
+                self.stats["rate_limited"] += 1
+                return web.Response(status=429, text="limit exceeded\n", content_type="text/plain", charset="utf-8",
+                                    headers={**headers, "X-Content-Type-Options": "nosniff"})
+        resp = await handler(request)
+        if not isinstance(resp, web.WebSocketResponse):
+            resp.headers.update(headers)
+            if self.proxy_json_content_type and resp.headers.get("Content-Type") == "application/json":
+                resp.headers["Content-Type"] = self.proxy_json_content_type
+        return resp
+
+    def _limiter_for(self, request: web.Request) -> _Gcra | None:
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        user_id = self.tokens.get(token) if scheme.lower() == "bearer" else None
+        return self._rate_limits.get(user_id) if user_id else None
+
     @web.middleware
     async def _errors(self, request: web.Request, handler: Callable[[web.Request], Any]) -> web.StreamResponse:
         request_id = new_id()
@@ -598,9 +760,16 @@ class FakeMattermost:
         post = self.posts.get(self._id_param(request, "post_id"))
         if post is None or post["delete_at"]:
             raise ApiError(404, "app.post.get.app_error", "Unable to get the post.")
-        if post["user_id"] != me.id:
-            raise ApiError(403, "api.context.permissions.app_error", "You do not have the appropriate permissions.")
         body = await self._body(request)
+        # api4/post.go postPatchChecks: the edit permission first (edit_others_posts is
+        # not modelled), then PostEditTimeLimit for a patch that carries a message
+        if post["user_id"] != me.id or me.id in self.cannot_edit:
+            raise ApiError(403, "api.context.permissions.app_error", "You do not have the appropriate permissions.")
+        limit = self.post_edit_time_limit
+        if limit != -1 and self.now_ms() > post["create_at"] + limit * 1000 and "message" in body:
+            raise ApiError(400, "api.post.update_post.permissions_time_limit.app_error",
+                           f"Post edit is only allowed for {limit} seconds. Please ask your System Administrator "
+                           "for details.")
         return _json(await self._edit(post, body.get("message", post["message"])))
 
     async def _delete_post(self, request: web.Request) -> web.Response:
@@ -614,7 +783,13 @@ class FakeMattermost:
         return _json({"status": "OK"})
 
     async def _upload(self, request: web.Request) -> web.Response:
+        """api4/file.go uploadFileStream: attachments disabled first (403, or 501 on older
+        servers), then the upload_file permission on the channel (403), then the size
+        (`app/file.go` UploadFileX: 413 `too_large_detailed` above FileSettings.MaxFileSize)."""
         me = self._session(request)
+        if not self.file_attachments:
+            raise ApiError(self.attachments_disabled_status, "api.file.attachments.disabled.app_error",
+                           "File attachments have been disabled on this server.")
         if not request.content_type.startswith("multipart/form-data"):
             raise ApiError(400, "api.file.upload_file.incorrect_number_of_files.app_error",
                            "Unable to upload files. Incorrect number of files specified.")
@@ -635,6 +810,13 @@ class FakeMattermost:
             raise ApiError(400, "api.file.upload_file.incorrect_number_of_files.app_error",
                            "Unable to upload files. Incorrect number of files specified.")
         channel = self._member_channel(me, channel_id)
+        if me.id in self.cannot_upload:
+            raise ApiError(403, "api.context.permissions.app_error", "You do not have the appropriate permissions.")
+        for name, data, _ in uploads:
+            if len(data) > self.max_file_size:
+                raise ApiError(413, "api.file.upload_file.too_large_detailed.app_error",
+                               f"Unable to upload file {name}. {len(data)} bytes exceeds the maximum allowed "
+                               f"{self.max_file_size} bytes.")
         infos = []
         for name, data, mime in uploads:
             stored = StoredFile(new_id(), me.id, channel.id, name, data, mime.split(";")[0])
@@ -677,7 +859,7 @@ class FakeMattermost:
         channel = self.channels[post["channel_id"]]
         channel.last_post_at = max(channel.last_post_at, now)
         for conn in self._listeners(channel):
-            await conn.event("post_edited", {"post": json.dumps(post)}, post["channel_id"])
+            conn.event("post_edited", {"post": json.dumps(post)}, post["channel_id"])
         return post
 
     async def _delete(self, post: dict[str, Any]) -> None:
@@ -686,7 +868,7 @@ class FakeMattermost:
             if p is post or (not post["root_id"] and p["root_id"] == post["id"] and not p["delete_at"]):
                 p["delete_at"] = p["update_at"] = now
         for conn in self._listeners(self.channels[post["channel_id"]]):
-            await conn.event("post_deleted", {"post": json.dumps(post)}, post["channel_id"])
+            conn.event("post_deleted", {"post": json.dumps(post)}, post["channel_id"])
 
     async def _post(self, user: User, channel: Channel, message: str, root_id: str, props: dict[str, Any],
                     file_ids: list[Any], webhook: bool = False) -> dict[str, Any]:
@@ -728,7 +910,18 @@ class FakeMattermost:
         return post
 
     def _listeners(self, channel: Channel) -> list[_Conn]:
-        return [c for c in self._conns if c.user is not None and c.user.id in channel.members]
+        return [c for c in self._conns if self._session_valid(c) and c.user is not None
+                and c.user.id in channel.members]
+
+    def _session_valid(self, conn: _Conn) -> bool:
+        """web_conn.go IsAuthenticated: a session that is gone clears the connection's
+        token for good (a token that comes back later does not revive the socket)."""
+        if conn.user is None or not conn.token:
+            return False
+        if self.tokens.get(conn.token) != conn.user.id:
+            conn.token = ""
+            return False
+        return True
 
     async def _broadcast_posted(self, post: dict[str, Any], webhook: bool) -> None:
         channel = self.channels[post["channel_id"]]
@@ -749,7 +942,7 @@ class FakeMattermost:
         if mentioned:
             data["mentions"] = json.dumps(sorted(mentioned))
         for conn in self._listeners(channel):
-            await conn.event("posted", data, channel.id)
+            conn.event("posted", data, channel.id)
 
     # --- the websocket ----------------------------------------------------------------------------
     async def _websocket(self, request: web.Request) -> web.StreamResponse:
@@ -758,9 +951,10 @@ class FakeMattermost:
             raise ApiError(503, "fake.websocket_refused", "Service unavailable.")
         ws = web.WebSocketResponse(autoping=True)
         await ws.prepare(request)
-        conn = _Conn(ws, request)
+        conn = _Conn(ws, request, queue_size=self.send_queue_size)
         self._conns.add(conn)
         self.stats["ws_connects"] += 1
+        writer = asyncio.create_task(conn.pump())
         try:
             async for msg in ws:
                 if msg.type != WSMsgType.TEXT:
@@ -785,22 +979,25 @@ class FakeMattermost:
                         self.stats["ws_auth_failed"] += 1
                         conn.abort()
                         break
-                    conn.user = self.users[user_id]
-                    await conn.event("hello", {"connection_id": new_id(), "server_version": SERVER_VERSION})
-                    await conn.reply({"status": "OK", "seq_reply": seq})
-                elif conn.user is None:
-                    await conn.reply({"status": "FAIL", "seq_reply": seq, "error": {
+                    conn.user, conn.token = self.users[user_id], token
+                    conn.event("hello", {"connection_id": new_id(), "server_version": SERVER_VERSION})
+                    conn.reply({"status": "OK", "seq_reply": seq})
+                elif not self._session_valid(conn):
+                    self.stats["ws_not_authenticated"] += 1
+                    conn.reply({"status": "FAIL", "seq_reply": seq, "error": {
                         "id": "api.web_socket_router.not_authenticated.app_error",
                         "message": "No websocket authentication found. Please log in again.",
                         "detailed_error": "", "request_id": "", "status_code": 401}})
-                elif req.get("action") == "ping":
-                    await conn.reply({"status": "OK", "seq_reply": seq,
-                                      "data": {"text": "pong", "version": SERVER_VERSION,
-                                               "server_time": self.now_ms()}})
+                elif req.get("action") == "ping":  # wsapi/system.go ping
+                    self.stats["ws_pings"] += 1
+                    conn.reply({"status": "OK", "seq_reply": seq,
+                                "data": {"text": "pong", "version": SERVER_VERSION, "server_time": self.now_ms(),
+                                         "node_id": ""}})
                 else:
-                    await conn.reply({"status": "FAIL", "seq_reply": seq, "error": {
+                    conn.reply({"status": "FAIL", "seq_reply": seq, "error": {
                         "id": "api.web_socket_router.bad_action.app_error", "message": "Invalid websocket action.",
                         "detailed_error": "", "request_id": "", "status_code": 501}})
         finally:
             self._conns.discard(conn)
+            writer.cancel()
         return ws

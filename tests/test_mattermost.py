@@ -145,10 +145,12 @@ def test_help_ping_mention_and_direct_message(running_bot: BotThread, world: Wor
 
 
 def test_show_run_long_output_is_an_uploaded_file(running_bot: BotThread, world: World) -> None:
-    _, [reply] = ask(world, world.alice, world.netops, "!show run r1")
+    _, [reply, files] = ask(world, world.alice, world.netops, "!show run r1", parts=2)
     assert "attached as r1-running-config.txt" in reply["message"]
     assert "hostname r1" not in reply["message"]  # the config itself went into the file
-    [file_id] = reply["file_ids"]
+    assert "file_ids" not in reply  # the text first, the files after it
+    assert files["message"] == "r1-running-config.txt"
+    [file_id] = files["file_ids"]
     stored = world.fake.file(file_id)
     assert stored.name == "r1-running-config.txt" and stored.mime_type == "text/plain"
     content = world.fake.file_text(file_id)
@@ -205,9 +207,9 @@ def test_slow_command_gets_working_on_it_then_the_edit(running_bot: BotThread, w
 def test_answer_too_long_for_one_post_goes_into_a_file(running_bot: BotThread, world: World,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("adapters.mattermost.MAX_POST_CHARS", 300)
-    _, [reply] = ask(world, world.alice, world.netops, "!help")
+    _, [reply, files] = ask(world, world.alice, world.netops, "!help", parts=2)
     assert "too long for one post: attached as answer.md" in reply["message"]
-    assert "usage" in world.fake.file_text(reply["file_ids"][0])
+    assert "usage" in world.fake.file_text(files["file_ids"][0])
 
 
 def test_dropped_connection_reconnects_and_answers_once(running_bot: BotThread, world: World) -> None:
@@ -322,6 +324,7 @@ def test_config_errors() -> None:
          "contradict"),
         ({"url": "https://c.example", "token": "t", "progress_after": -1}, "[mattermost] progress_after"),
         ({"url": "https://c.example", "token": "t", "catch_up_max_age": -1}, "[mattermost] catch_up_max_age"),
+        ({"url": "https://c.example", "token": "t", "ping_interval": 0}, "[mattermost] ping_interval"),
     ]:
         with pytest.raises(ConfigError) as err:
             load_mattermost_config(raw)
@@ -340,6 +343,71 @@ def test_render_markdown() -> None:
     assert title == "*r1 config*"
     assert block == "``````\nbanner ```\n````` x\n``````"  # a fence longer than any run inside
     assert render_markdown(Result(Status.OK, "fine")) == "fine"
+
+
+# --- what a real server refuses: edits, uploads ---------------------------------------------------
+def test_edit_refused_the_answer_comes_as_a_new_post(running_bot: BotThread, world: World, lab: Any) -> None:
+    fake = world.fake
+    lab.set_delay("r3", 1.5)
+    try:
+        for refuse, how in ((lambda: setattr(fake, "post_edit_time_limit", 0), "PostEditTimeLimit (400)"),
+                            (lambda: fake.cannot_edit.add(world.bot.id), "no edit_post permission (403)")):
+            refuse()
+            command = fake.post_as(world.alice, world.netops, "!show version r3")
+            [ack] = wait_for(lambda: answers(world, command), "the acknowledgement")
+            assert is_ack(ack["message"]), how
+            got = wait_for(lambda: (r := answers(world, command)) and len(r) == 2 and r, f"the answer, {how}")
+            assert got[0]["id"] == ack["id"] and fake.edits_of(ack["id"]) == [], how  # never edited
+            assert "show version on r3" in got[1]["message"] and got[1]["root_id"] == command["id"], how
+            fake.post_edit_time_limit = -1
+            fake.cannot_edit.clear()
+    finally:
+        fake.post_edit_time_limit = -1
+        fake.cannot_edit.clear()
+        lab.set_delay("r3", 0.01)
+
+
+@pytest.mark.parametrize("refusal", ["disabled-403", "disabled-501", "no-permission", "too-large"])
+def test_upload_refused_the_text_comes_first_then_a_shortened_file(running_bot: BotThread, world: World,
+                                                                   refusal: str) -> None:
+    fake = world.fake
+    try:
+        if refusal.startswith("disabled"):
+            fake.file_attachments, fake.attachments_disabled_status = False, int(refusal[-3:])
+        elif refusal == "no-permission":
+            fake.cannot_upload.add(world.bot.id)
+        else:
+            fake.max_file_size = 100
+        _, [reply, instead] = ask(world, world.alice, world.netops, "!show run r1", parts=2)
+    finally:
+        fake.file_attachments, fake.attachments_disabled_status, fake.max_file_size = True, 403, 104857600
+        fake.cannot_upload.clear()
+    assert "attached as r1-running-config.txt" in reply["message"]  # the answer itself got through
+    assert "file_ids" not in instead
+    head, _, block = instead["message"].partition("\n")
+    assert "could not attach r1-running-config.txt" in head, head
+    reason = {"disabled-403": "the server does not take attachments",
+              "disabled-501": "the server does not take attachments",
+              "no-permission": "the bot may not upload files here", "too-large": "larger than the server takes"}[refusal]
+    assert reason in head, head
+    assert block.startswith("```\n") and "hostname r1" in block and "<redacted>" in block
+    assert [s for s in planted_secrets("r1") if s in block] == []
+    assert len(instead["message"]) <= MAX_POST_CHARS
+
+
+def test_shortened_file_post_fits_one_post() -> None:
+    from adapters.mattermost import shortened_file_post
+    from chatbot.render import Attachment
+
+    big = "\n".join(f"line {i} ``` @channel" for i in range(5000))
+    post = shortened_file_post(Attachment("big.txt", big, "big"), "it is larger than the server takes")
+    head, _, block = post.partition("\n")
+    assert len(post) <= MAX_POST_CHARS and len(post) > MAX_POST_CHARS - 100  # as much as fits
+    shown = block.count("\n") - 1
+    assert head == f"could not attach big.txt (it is larger than the server takes); its first {shown} of 5000 lines:"
+    assert block.startswith("````\nline 0 ") and "@channel" not in block  # fenced, mentions defused
+    small = shortened_file_post(Attachment("s.txt", "a\nb\n", "s"), "why")
+    assert small == "could not attach s.txt (why); all its 2 lines:\n```\na\nb\n```"
 
 
 # --- catching up what was posted while the bot was away ------------------------------------------
@@ -522,6 +590,112 @@ def test_catch_up_beyond_the_servers_cap_says_so(world: World, lab: Any, tmp_pat
     finally:
         fake.posts_since_limit = 1000
         thread.stop()
+
+
+# --- a socket that goes quiet, rate limits, proxies ------------------------------------------------
+def test_token_revoked_while_listening_stops_with_one_line(world: World, lab: Any, tmp_path: Path,
+                                                           caplog: pytest.LogCaptureFixture) -> None:
+    from adapters.mattermost import FatalMattermostError
+
+    fake, me = world.fake, new_catcher(world, "revokebot")
+    thread = catcher_bot(world, lab, tmp_path, me, ping_interval=0.2).start()
+    refusals = fake.stats["ws_not_authenticated"]
+    fake.revoke_token(me.token)  # the socket stays open and goes silent
+    thread.thread.join(WAIT)
+    assert not thread.thread.is_alive(), "the bot went deaf"
+    assert isinstance(thread.error, FatalMattermostError) and "refused the bot's token" in str(thread.error)
+    assert "\n" not in str(thread.error)
+    assert fake.stats["ws_not_authenticated"] > refusals  # it was the action ping that found out
+
+
+def test_unanswered_ping_reconnects_and_catches_up(world: World, lab: Any, tmp_path: Path) -> None:
+    fake, me = world.fake, new_catcher(world, "mutebot")
+    thread = catcher_bot(world, lab, tmp_path, me, ping_interval=0.2).start()
+    try:
+        auths = fake.stats["ws_auth"]
+        fake.mute_websockets(me.bot)  # open, answering protocol pings, delivering nothing
+        command = fake.post_as(world.alice, me.channel, "!whoami")
+        wait_answered(world, me.bot, [command])
+        assert fake.stats["ws_auth"] > auths  # a new socket, and the catch-up brought the command
+        [reply] = answers_by(world, me.bot, command)
+        assert reply["message"].startswith("You are alice")
+    finally:
+        thread.stop()
+
+
+def test_socket_closed_by_a_full_send_queue_loses_nothing(world: World, lab: Any, tmp_path: Path) -> None:
+    fake, me = world.fake, new_catcher(world, "burstbot")
+    fake.send_queue_size = 4  # the server's 256, smaller
+    try:
+        thread = catcher_bot(world, lab, tmp_path, me).start()
+        auths = fake.stats["ws_auth"]
+        burst = fake.post_burst(world.alice, me.channel, [f"!ping 10.0.0.{i} from r1 count 1" for i in range(1, 11)])
+        wait_answered(world, me.bot, burst)
+        assert fake.stats["ws_auth"] > auths  # the server closed the socket; the bot came back
+        assert [len(answers_by(world, me.bot, c)) for c in burst] == [1] * 10
+    finally:
+        fake.send_queue_size = 256
+        thread.stop()
+
+
+def test_rate_limited_answer_waits_its_turn(world: World, lab: Any, tmp_path: Path) -> None:
+    fake, me = world.fake, new_catcher(world, "slowbot")
+    thread = catcher_bot(world, lab, tmp_path, me).start()
+    try:
+        limited = fake.stats["rate_limited"]
+        fake.rate_limit(me.bot, per_sec=2)  # one request per 0.5 s, and none left right now
+        command = fake.post_as(world.alice, me.channel, "!show run r2")
+        got = wait_for(lambda: (r := answers_by(world, me.bot, command)) and len(r) == 2 and r, "text and file")
+        assert "attached as r2-running-config.txt" in got[0]["message"] and got[1]["file_ids"]
+        assert fake.stats["rate_limited"] > limited  # it was told to wait...
+        assert fake.came_back_early(me.bot) == 0  # ...and it did
+    finally:
+        fake.rate_limit(me.bot, None)
+        thread.stop()
+
+
+def test_rate_limit_longer_than_the_command_timeout_is_reported_once(world: World, lab: Any, tmp_path: Path,
+                                                                     caplog: pytest.LogCaptureFixture) -> None:
+    fake, me = world.fake, new_catcher(world, "waitbot")
+    config = bot_config(world, tmp_path, me.token, allowed_channels=[me.channel.name])
+    config["limits"]["command_timeout"] = 2
+    thread = BotThread(config, lab, "mattermost").start()
+    try:
+        fake.rate_limit(me.bot, per_sec=0.2)  # Retry-After: 5 s
+        command = fake.post_as(world.alice, me.channel, "!whoami")
+        started = time.monotonic()
+        wait_for(lambda: "could not deliver the answer" in caplog.text, "the delivery failure")
+        assert time.monotonic() - started < 4  # not after waiting out the 5 s
+        fake.rate_limit(me.bot, None)
+        marker = fake.post_as(world.alice, me.channel, "!whoami")
+        wait_answered(world, me.bot, [marker])
+        assert answers_by(world, me.bot, command) == []
+        assert caplog.text.count("could not deliver the answer") == 1
+        engine = create_engine(f"sqlite:///{tmp_path}/bot.sqlite")
+        with engine.connect() as conn:
+            rows = conn.execute(text("select outcome from audit_events where kind = 'reply_failure'")).all()
+        engine.dispose()
+        assert len(rows) == 1 and "TooManyRequests" in rows[0][0]
+    finally:
+        fake.rate_limit(me.bot, None)
+        thread.stop()
+
+
+def test_proxy_json_content_type_with_charset(world: World, lab: Any, tmp_path: Path) -> None:
+    fake, me = world.fake, new_catcher(world, "proxybot")
+    catcher_bot(world, lab, tmp_path, me).start().stop()  # the first run: catch-up from now on
+    missed = fake.post_as(world.alice, me.channel, "!whoami")
+    fake.proxy_json_content_type = "application/json; charset=utf-8"
+    try:
+        thread = catcher_bot(world, lab, tmp_path, me).start()  # users/me, channel lists, posts?since
+        try:
+            live = fake.post_as(world.bob, me.channel, "!whoami")
+            wait_answered(world, me.bot, [missed, live])
+            assert answers_by(world, me.bot, live)[0]["message"].startswith("You are mattermost:")
+        finally:
+            thread.stop()
+    finally:
+        fake.proxy_json_content_type = None
 
 
 # --- the fake's strictness: each rule fails a test when it is taken out -------------------------
@@ -746,3 +920,140 @@ def test_fake_posts_since_is_the_servers_get_posts_since(world: World) -> None:
     assert world.elsewhere.id in [ch["id"] for ch in everywhere]
     users = httpx.post(f"{url}/users/ids", headers=alice, json=[world.bob.id, "x" * 26]).json()
     assert [u["username"] for u in users] == ["bob"]
+
+
+def test_fake_revoked_token_silences_the_socket_and_fails_the_ping(world: World) -> None:
+    async def scenario() -> None:
+        fake = world.fake
+        token = fake.create_token(world.bob)
+        async with aiohttp.ClientSession() as session:
+            async with session.ws_connect(fake.url + "/api/v4/websocket", autoping=True) as ws:
+                await ws.send_json({"seq": 1, "action": "authentication_challenge", "data": {"token": token}})
+                assert json.loads(await ws.receive_str(timeout=5))["event"] == "hello"
+                assert json.loads(await ws.receive_str(timeout=5)) == {"status": "OK", "seq_reply": 1}
+                await ws.send_json({"seq": 2, "action": "ping"})
+                pong = json.loads(await ws.receive_str(timeout=5))
+                assert pong["status"] == "OK" and pong["seq_reply"] == 2 and pong["data"]["text"] == "pong"
+                await asyncio.to_thread(fake.revoke_token, token)
+                await asyncio.to_thread(fake.post_as, world.alice, world.netops, "after the revocation")
+                await ws.send_json({"seq": 3, "action": "ping"})
+                # the post's event would come before the reply: there is none, and no close
+                refusal = json.loads(await ws.receive_str(timeout=5))
+                assert refusal["status"] == "FAIL" and refusal["seq_reply"] == 3
+                assert refusal["error"]["id"] == "api.web_socket_router.not_authenticated.app_error"
+                assert refusal["error"]["status_code"] == 401 and not ws.closed
+                await asyncio.to_thread(fake.create_token, world.bob)  # a new token does not revive it
+                assert await asyncio.to_thread(fake.authenticated, world.bob) == 0
+    asyncio.run(scenario())
+
+
+def test_fake_full_send_queue_closes_the_socket(world: World) -> None:
+    async def scenario() -> None:
+        fake = world.fake
+        fake.send_queue_size = 3
+        try:
+            async with aiohttp.ClientSession() as session:
+                async with session.ws_connect(fake.url + "/api/v4/websocket") as ws:
+                    await ws.send_json({"seq": 1, "action": "authentication_challenge",
+                                        "data": {"token": fake.create_token(world.bob)}})
+                    assert json.loads(await ws.receive_str(timeout=5))["event"] == "hello"
+                    assert json.loads(await ws.receive_str(timeout=5))["seq_reply"] == 1
+                    posts = await asyncio.to_thread(fake.post_burst, world.alice, world.netops,
+                                                    [f"burst {i}" for i in range(6)])
+                    got = []
+                    while (msg := await ws.receive(timeout=5)).type == aiohttp.WSMsgType.TEXT:
+                        got.append(json.loads(json.loads(msg.data)["data"]["post"])["id"])
+                    assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+                    assert got == [p["id"] for p in posts[:3]]  # what was queued, then the close
+        finally:
+            fake.send_queue_size = 256
+    asyncio.run(scenario())
+
+
+def test_fake_refuses_edits_uploads_and_floods_as_the_server_does(world: World) -> None:
+    fake, url = world.fake, world.fake.url + "/api/v4"
+    bob = _auth_header(fake.create_token(world.bob))
+    post = httpx.post(f"{url}/posts", headers=bob, json={"channel_id": world.netops.id, "message": "x"}).json()
+    fake.post_edit_time_limit = 0
+    try:
+        late = httpx.put(f"{url}/posts/{post['id']}/patch", headers=bob, json={"message": "y"})
+        assert late.status_code == 400 and late.json()["id"] == "api.post.update_post.permissions_time_limit.app_error"
+        assert httpx.put(f"{url}/posts/{post['id']}/patch", headers=bob, json={"is_pinned": True}).status_code == 200
+        fake.post_edit_time_limit = -1
+        fake.cannot_edit.add(world.bob.id)
+        denied = httpx.put(f"{url}/posts/{post['id']}/patch", headers=bob, json={"message": "y"})
+        assert denied.status_code == 403 and denied.json()["id"] == "api.context.permissions.app_error"
+    finally:
+        fake.post_edit_time_limit = -1
+        fake.cannot_edit.clear()
+
+    def upload() -> httpx.Response:
+        return httpx.post(f"{url}/files", headers=bob, params={"channel_id": world.netops.id},
+                          files={"files": ("a.txt", b"0123456789", "text/plain")})
+    try:
+        fake.file_attachments = False
+        assert (upload().status_code, upload().json()["id"]) == (403, "api.file.attachments.disabled.app_error")
+        fake.attachments_disabled_status = 501
+        assert upload().status_code == 501
+        fake.file_attachments = True
+        fake.max_file_size = 9
+        assert (upload().status_code, upload().json()["id"]) == (413, "api.file.upload_file.too_large_detailed.app_error")
+        fake.max_file_size = 104857600
+        fake.cannot_upload.add(world.bob.id)
+        assert upload().status_code == 403
+    finally:
+        fake.file_attachments, fake.attachments_disabled_status, fake.max_file_size = True, 403, 104857600
+        fake.cannot_upload.clear()
+    assert upload().status_code == 201
+
+    fake.rate_limit(world.bob, per_sec=1)
+    try:
+        refused = httpx.get(f"{url}/users/me", headers=bob)
+        assert refused.status_code == 429 and refused.text == "limit exceeded\n"
+        assert refused.headers["Content-Type"] == "text/plain; charset=utf-8"
+        assert refused.headers["Retry-After"] == "1" and refused.headers["X-RateLimit-Limit"] == "1"
+        assert refused.headers["X-RateLimit-Remaining"] == "0" and "X-RateLimit-Reset" in refused.headers
+        assert httpx.get(f"{url}/users/me", headers=bob).status_code == 429
+        assert fake.came_back_early(world.bob) == 1
+        assert httpx.get(f"{url}/users/me", headers=_auth_header(world.token)).status_code == 200  # per token
+    finally:
+        fake.rate_limit(world.bob, None)
+    fake.proxy_json_content_type = "application/json; charset=utf-8"
+    try:
+        assert httpx.get(f"{url}/users/me", headers=bob).headers["Content-Type"] == "application/json; charset=utf-8"
+    finally:
+        fake.proxy_json_content_type = None
+
+
+def test_http_client_waits_out_429s_within_the_deadline() -> None:
+    """Through a stub transport: a proxy may send only X-RateLimit-Reset, or no wait at all."""
+    from mattermostautodriver import AsyncTypedDriver
+    from mattermostautodriver.exceptions import TooManyRequests
+
+    from adapters.mattermost_http import MattermostHttp, wait_for_rate_limits
+
+    seen: list[tuple[float, str]] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append((time.monotonic(), request.url.path))
+        if len(seen) % 2:  # every other request is refused, as plain text
+            return httpx.Response(429, text="limit exceeded\n", headers={"X-RateLimit-Reset": "1"})
+        body = {"file_infos": [{"id": "f" * 26}]} if request.url.path.endswith("/files") else {"id": "u" * 26}
+        return httpx.Response(200, json=body, headers={"Content-Type": "application/json; charset=utf-8"})
+
+    async def scenario() -> None:
+        driver = AsyncTypedDriver({"scheme": "http", "url": "127.0.0.1", "port": 9, "rate_limit_wait": 5,
+                                   "transport": httpx.MockTransport(answer)}, client_cls=MattermostHttp)
+        try:
+            assert (await driver.users.get_user("me"))["id"] == "u" * 26  # JSON despite the charset
+            uploaded = await driver.files.upload_file(files=("a.txt", b"abc", "text/plain"), channel_id="c" * 26)
+            assert uploaded["file_infos"][0]["id"] == "f" * 26  # an upload is sent again too
+            assert [round(b[0] - a[0]) for a, b in zip(seen[::2], seen[1::2])] == [1, 1]  # after the wait
+            with wait_for_rate_limits(0.5):
+                started = time.monotonic()
+                with pytest.raises(TooManyRequests):
+                    await driver.users.get_user("me")
+                assert time.monotonic() - started < 0.5  # no wait begun that would end past the deadline
+        finally:
+            await driver.close()
+    asyncio.run(scenario())
