@@ -267,6 +267,8 @@ class SlackAdapter:
         """Every Web API refusal once the bot runs: the ones that concern the whole bot
         get their line here (the failed answer is reported where it happens)."""
         code = err.response.get("error", "")
+        if method == "apps.connections.open":
+            return  # the app-level token's call: _SocketModeClient says what went wrong
         if code in TOKEN_GONE:
             self._on_fatal(FatalSlackError(f"slack: the bot token was refused ({code}) by {method}: "
                                            "it was revoked or the app was removed; stopping"))
