@@ -195,6 +195,7 @@ class FakeSlack:
         self.rate_limited: Counter[str] = Counter()  # method -> 429 answers
         self._last_post: dict[str, float] = {}  # channel -> monotonic time of the last chat.postMessage
         self._throttled: dict[str, tuple[float, int]] = {}  # method -> (until, Retry-After)
+        self._at_close: list[Callable[[], Any]] = []  # run when a client's close frame arrives
         self.subscriptions = set(subscriptions)
         self.bot_token = "xoxb-1001-2002-" + secrets.token_hex(12)
         self.app_token = f"xapp-1-{APP_ID}-3003-" + secrets.token_hex(16)
@@ -402,6 +403,11 @@ class FakeSlack:
     def set_scopes(self, *scopes: str) -> None:
         self._call(lambda: setattr(self, "scopes", set(scopes)))
 
+    def slash_at_next_close(self, command: str, text: str, user: str, channel: str) -> None:
+        """A person runs a slash command the moment the bot's next close frame arrives
+        (while it closes a socket): it reaches the bot only if another one is open."""
+        self._call(lambda: self._at_close.append(lambda: self._slash(command, text, user, channel)))
+
     def _envelope_id(self) -> str:
         return f"{secrets.token_hex(4)}-{secrets.token_hex(2)}-{secrets.token_hex(2)}-{secrets.token_hex(6)}"
 
@@ -512,6 +518,9 @@ class FakeSlack:
                 elif frame.type == WSMsgType.CLOSE:  # the client's close frame: nothing more goes to it
                     conn.closing = True
                     self.close_frames += 1
+                    actions, self._at_close = self._at_close, []
+                    for action in actions:
+                        action()
                     await asyncio.sleep(self.close_reply_delay)
                     await ws.close()
                     break
