@@ -64,10 +64,12 @@ Slack also echoes what the bot posts as events where the app subscribes to them 
 bot's own messages in a DM come back as `message.im` events): the fake does the same,
 so an adapter that does not ignore itself answers itself.
 
-The test side (call from any thread): `post_event`, `user_says`, `slash`, `messages_in`,
-`send_disconnect`, `drop`, `wait_for`, and counters (`calls`, `auth_failures`,
-`connections`, `hellos`, `acks`, `deliveries`, `redeliveries`, `slash_timeouts`,
-`rejected_tickets`, `protocol_errors`).
+The test side (call from any thread): `post_event`, `user_says`, `slash`,
+`slash_at_next_close`, `app_rate_limited`, `messages_in`, `send_disconnect`, `drop`,
+`revoke`, `throttle`, `set_scopes`, `set_member`, `wait_for`, and counters (`calls`,
+`auth_failures`, `connections`, `hellos`, `acks`, `deliveries`, `redeliveries`,
+`slash_timeouts`, `slash_failures`, `close_frames`, `rate_limited`, `rejected_tickets`,
+`protocol_errors`).
 """
 
 from __future__ import annotations
@@ -199,7 +201,8 @@ class FakeSlack:
         self.subscriptions = set(subscriptions)
         self.bot_token = "xoxb-1001-2002-" + secrets.token_hex(12)
         self.app_token = f"xapp-1-{APP_ID}-3003-" + secrets.token_hex(16)
-        self.revoked: set[str] = set()
+        self.revoked: set[str] = set()  # tokens Slack no longer knows: invalid_auth
+        self.refused: dict[str, str] = {}  # token -> the error it now gets (revoke())
         self.channels: dict[str, Channel] = {}
         self.users: dict[str, str] = {BOT_USER: BOT_NAME}
         self.history: dict[str, list[Posted]] = {}
@@ -438,8 +441,9 @@ class FakeSlack:
     def fail_next_handshakes(self, count: int) -> None:
         self._call(lambda: setattr(self, "fail_handshakes", count))
 
-    def revoke(self, token: str) -> None:
-        self._call(lambda: self.revoked.add(token))
+    def revoke(self, token: str, error: str = "token_revoked") -> None:
+        """The token is revoked (or the app uninstalled): every call with it gets `error`."""
+        self._call(lambda: self.refused.__setitem__(token, error))
 
     def set_member(self, channel: str, member: bool) -> None:
         self._call(lambda: setattr(self.channels[channel], "member", member))
@@ -627,9 +631,9 @@ class FakeSlack:
             self.auth_failures[method] += 1
             return _api_reply({"ok": False, "error": "not_authed"})
         kind = "bot" if token == self.bot_token else "app" if token == self.app_token else None
-        if kind is None or token in self.revoked:
+        if kind is None or token in self.revoked or token in self.refused:
             self.auth_failures[method] += 1
-            return _api_reply({"ok": False, "error": "token_revoked" if token in self.revoked else "invalid_auth"})
+            return _api_reply({"ok": False, "error": self.refused.get(token, "invalid_auth")})
         if (method in APP_METHODS) != (kind == "app"):
             self.auth_failures[method] += 1
             return _api_reply({"ok": False, "error": "not_allowed_token_type"})

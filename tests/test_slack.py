@@ -474,18 +474,19 @@ def test_app_rate_limited_is_logged(running_bot: BotThread, fake: FakeSlack,
     settle(fake, running_bot)
 
 
+@pytest.mark.parametrize("error", ["token_revoked", "invalid_auth"])
 def test_bot_token_revoked_while_running_stops_with_one_line(lab: Any, tmp_path: Path,
-                                                             caplog: pytest.LogCaptureFixture) -> None:
+                                                             caplog: pytest.LogCaptureFixture, error: str) -> None:
     from adapters.slack import FatalSlackError
 
     with make_fake() as fake:
         bot = BotThread(bot_config(fake, tmp_path), lab, "slack").start()
         with caplog.at_level("ERROR", logger="adapters.slack"):
-            fake.revoke(fake.bot_token)  # the socket (app token) stays up
+            fake.revoke(fake.bot_token, error)  # the socket (app token) stays up
             fake.user_says(ALICE, ALICE_DM, "whoami")
             assert bot.finished.wait(15), "the adapter went on without a working token"
         assert isinstance(bot.error, FatalSlackError), bot.error
-        assert "bot token was refused (token_revoked)" in str(bot.error)
+        assert f"bot token was refused ({error})" in str(bot.error)
         assert [r.getMessage() for r in caplog.records if r.levelname == "ERROR"] == [str(bot.error)]
 
 
