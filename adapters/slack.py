@@ -640,11 +640,6 @@ class _SocketModeClient(SocketModeClient):
             self.last_ping_pong_time = None  # the old session's pongs say nothing about this one
             self.auto_reconnect_enabled = self.default_auto_reconnect_enabled
             self.logger.info("slack: new session %s established", self.build_session_id(session))
-            if old is not None and not old.closed:
-                # its receiver is cancelled below, so its close cannot start a reconnection
-                closing = asyncio.ensure_future(self._retire(old))
-                self._retiring.add(closing)
-                closing.add_done_callback(self._retiring.discard)
             await session.ping(f"sdk-ping-pong:{time.time()}".encode())
             # As the SDK does, and in its order: the monitor and the receiver may be the
             # very task running this, so nothing is awaited after they are cancelled.
@@ -654,6 +649,12 @@ class _SocketModeClient(SocketModeClient):
             if self.message_receiver is not None:
                 self.message_receiver.cancel()
             self.message_receiver = asyncio.ensure_future(self.receive_messages())
+            if old is not None and not old.closed:
+                # closed only now that its receiver is cancelled: its close cannot start a
+                # reconnection of its own; in the background, so a slow close holds nothing
+                closing = asyncio.ensure_future(self._retire(old))
+                self._retiring.add(closing)
+                closing.add_done_callback(self._retiring.discard)
             return
 
     async def _retire(self, old: aiohttp.ClientWebSocketResponse) -> None:
