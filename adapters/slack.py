@@ -30,11 +30,22 @@ Protocol decisions:
 - Identity: a Slack user is `slack:U…`, the same identity a mautrix-slack or
   matrix-appservice-slack puppet resolves to, so rights follow the person.
 - Reconnection is slack_sdk's (it reconnects on `disconnect` envelopes, on a closed
-  socket, and on stale pings), with three changes in `_SocketModeClient`: each
-  connection attempt takes a fresh ticket (a wss URL is single-use; the SDK would retry a
-  used one forever), failures back off with one log line instead of a traceback every
-  ping interval, and a refused app token stops the adapter (FatalSlackError) instead of
-  retrying forever.
+  socket, and on stale pings), with these changes in `_SocketModeClient`: the new
+  connection is opened before the old one is closed (make-before-break: Slack fails a
+  slash command at once while no socket is open, and a slow close reply would hold the
+  SDK's close-then-open for up to 10 s), and the old one gets CLOSE_TIMEOUT for its
+  close reply; each attempt takes a fresh ticket (a wss URL is single-use; the SDK would
+  retry a used one forever); failures back off with one log line instead of a traceback
+  every ping interval; a refused app token and a `disconnect` with reason
+  `link_disabled` (Socket Mode turned off) stop the adapter (FatalSlackError) instead of
+  retrying forever; `too_many_websockets` (more than Slack's 10 connections for the app:
+  another copy of the bot?) reconnects only after a growing backoff.
+- Web API refusals while the socket stays up: a revoked or invalid bot token
+  (`token_revoked`, `invalid_auth`...) stops the adapter with one line; `missing_scope`
+  logs the scope to add (Slack's `needed`); `ratelimited` (HTTP 429) is retried after
+  Slack's Retry-After while the total wait stays within the command timeout, then the
+  answer is reported failed once. An `app_rate_limited` envelope (Slack holding back the
+  app's events for a minute) is logged.
 """
 
 from __future__ import annotations
@@ -43,8 +54,10 @@ import asyncio
 import fnmatch
 import json
 import logging
+import random
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,6 +66,9 @@ from aiohttp import WSMessage
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
+from slack_sdk.http_retry.request import HttpRequest
+from slack_sdk.http_retry.response import HttpResponse
+from slack_sdk.http_retry.state import RetryState
 from slack_sdk.socket_mode.aiohttp import SocketModeClient
 from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.socket_mode.response import SocketModeResponse
@@ -76,13 +92,19 @@ sdk_log = logging.getLogger(__name__ + ".socket_mode")
 PLATFORM = "slack"
 BACKOFF_FIRST, BACKOFF_MAX = 1.0, 60.0
 SECRETS = ("app_token", "bot_token")
+CLOSE_TIMEOUT = 1.0  # seconds an old socket gets for its close reply (aiohttp would wait 10)
 # Errors no retry can fix: the token is wrong, revoked, of the wrong kind, or lacks a scope.
 FATAL_ERRORS = {"invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired",
                 "not_allowed_token_type", "missing_scope", "no_permission", "team_access_not_granted"}
+# The bot token no longer works at all (revoked, app uninstalled, account gone): every
+# answer would fail, so the adapter stops. Other FATAL_ERRORS concern one call.
+TOKEN_GONE = {"invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired",
+              "team_access_not_granted"}
 NOT_POSTABLE = {"not_in_channel", "channel_not_found", "is_archived"}
 MAX_TEXT = 12000  # longer answers go out as a file (Slack cuts messages at 40,000 characters, and folds long ones)
 EPHEMERAL = "ephemeral"  # the "ts" of an answer that went to a response_url
-USER_SUBTYPES = {None, "thread_broadcast"}  # a person's message; edits, joins, file shares... are not commands
+# a person's message (with a file attached: file_share); edits, joins... are not commands
+USER_SUBTYPES = {None, "thread_broadcast", "file_share"}
 
 
 class FatalSlackError(UserError):
@@ -186,10 +208,10 @@ class SlackAdapter:
     # --- lifecycle ----------------------------------------------------------------
     async def run(self) -> None:
         app_token, bot_token = self.cfg.tokens()
-        self.web = AsyncWebClient(token=bot_token, base_url=self.cfg.base_url, logger=sdk_log)
+        self.web = _WebClient(token=bot_token, base_url=self.cfg.base_url, logger=sdk_log)
         # chat.postMessage allows about one message per second and channel: a burst of
-        # answers waits for Slack's Retry-After instead of failing
-        self.web.retry_handlers.append(AsyncRateLimitErrorRetryHandler(max_retry_count=2))
+        # answers waits for Slack's Retry-After instead of failing, within the command timeout
+        self.web.retry_handlers.append(_RateLimitRetry(self.bot.context.config.limits.command_timeout))
         backoff = BACKOFF_FIRST
         while not self._stopping.is_set():  # Slack unreachable: retry; token refused: stop
             try:
@@ -203,6 +225,7 @@ class SlackAdapter:
                 backoff = min(backoff * 2, BACKOFF_MAX)
         if self._stopping.is_set():
             return
+        self.web.on_refused = self._on_refused
         self.socket = _SocketModeClient(app_token, logger=sdk_log, web_client=self.web,
                                         ping_interval=self.cfg.ping_interval, on_fatal=self._on_fatal)
         self.socket.socket_mode_request_listeners.append(self._on_request)
@@ -240,6 +263,20 @@ class SlackAdapter:
         log.info("slack: bot token of %s (%s, bot %s) in team %s", resp.get("user"), self.user_id, self.bot_id,
                  self.team_id)
 
+    def _on_refused(self, method: str, err: SlackApiError) -> None:
+        """Every Web API refusal once the bot runs: the ones that concern the whole bot
+        get their line here (the failed answer is reported where it happens)."""
+        code = err.response.get("error", "")
+        if method == "apps.connections.open":
+            return  # the app-level token's call: _SocketModeClient says what went wrong
+        if code in TOKEN_GONE:
+            self._on_fatal(FatalSlackError(f"slack: the bot token was refused ({code}) by {method}: "
+                                           "it was revoked or the app was removed; stopping"))
+        elif code == "missing_scope":
+            needed = err.response.get("needed") or "?"
+            log.error("slack: %s needs the scope %s, which the bot token lacks: add it under OAuth & Permissions "
+                      "and reinstall the app", method, needed)
+
     def _on_fatal(self, err: FatalSlackError) -> None:
         if self._fatal is None:
             log.error("%s", err)
@@ -264,7 +301,7 @@ class SlackAdapter:
         if kind == "hello":
             log.info("slack: connected (%s connection(s) open for this app)", message.get("num_connections"))
             self.ready.set()
-        elif kind == "disconnect":
+        elif kind == "disconnect" and message.get("reason") not in ("link_disabled", "too_many_websockets"):
             log.info("slack: Slack asks the bot to reconnect (%s); reconnecting", message.get("reason"))
 
     async def _on_request(self, client: Any, req: SocketModeRequest) -> None:
@@ -279,7 +316,12 @@ class SlackAdapter:
         if req.retry_attempt:
             log.info("slack: envelope %s is a redelivery (attempt %s, %s)", req.envelope_id, req.retry_attempt,
                      req.retry_reason or "no reason given")
-        if req.type == "events_api":
+        if req.type == "events_api" and req.payload.get("type") == "app_rate_limited":
+            # more than 30,000 events an hour for this app in this team: Slack drops them
+            # for the minute; commands in that minute are not seen
+            log.warning("slack: Slack is holding back this app's events in team %s for a minute "
+                        "(app_rate_limited): commands sent then are lost", req.payload.get("team_id"))
+        elif req.type == "events_api":
             self._spawn(self._on_event(req.payload))
         elif req.type == "slash_commands":
             self._spawn(self._on_slash(req.payload, req.envelope_id))
@@ -419,10 +461,22 @@ class SlackAdapter:
                 await self._respond(target.response_url, "(" + ", ".join(a.filename for a in files) + " not sent: "
                                     "invite the bot to this channel to get files.)")
             return
-        for attachment in files:
-            await self.web.files_upload_v2(channel=target.channel, thread_ts=target.thread_ts or ts,
-                                           content=attachment.text, filename=attachment.filename,
-                                           title=attachment.title)
+        for number, attachment in enumerate(files):
+            try:
+                await self.web.files_upload_v2(channel=target.channel, thread_ts=target.thread_ts or ts,
+                                               content=attachment.text, filename=attachment.filename,
+                                               title=attachment.title)
+            except SlackApiError as err:
+                if err.response.get("error") not in NOT_POSTABLE:
+                    raise
+                # chat:write.public let the text into a public channel the bot has not
+                # joined; files need membership. The answer is there, the files are not.
+                names = ", ".join(a.filename for a in files[number:])
+                log.info("slack: cannot share files in %s (%s)", target.channel, err.response.get("error"))
+                await self.web.chat_postMessage(channel=target.channel, thread_ts=target.thread_ts or ts,
+                                                text=_escape(f"({names} not sent: invite the bot to this channel "
+                                                             "to get files.)"))
+                return
 
     async def _post(self, target: Target, body: str, *, ephemeral_only: bool = False) -> str:
         """Post in the channel (the message's ts), or to the response_url where the bot
@@ -454,9 +508,68 @@ class SlackAdapter:
         return f"{target.header}\n{body}" if target.header else body
 
 
+class _WebClient(AsyncWebClient):
+    """slack_sdk's Web API client, telling the adapter of every refusal (all methods,
+    files_upload_v2's steps included, go through api_call)."""
+
+    on_refused: Callable[[str, SlackApiError], None] | None = None
+
+    async def api_call(self, api_method: str, **kwargs: Any) -> Any:  # type: ignore[override]
+        try:
+            return await super().api_call(api_method, **kwargs)
+        except SlackApiError as err:
+            if self.on_refused is not None:
+                self.on_refused(api_method, err)
+            raise
+
+
+class _RateLimitRetry(AsyncRateLimitErrorRetryHandler):
+    """HTTP 429: wait what Slack's Retry-After says and try again, as slack_sdk's handler
+    does, for as long as the call's total wait stays within `budget` seconds (the command
+    timeout) instead of a fixed number of tries; past it, the "ratelimited" error goes
+    up and the answer is reported failed once."""
+
+    def __init__(self, budget: float) -> None:
+        super().__init__(max_retry_count=1_000_000)  # the budget decides
+        self.budget = budget
+
+    @staticmethod
+    def _retry_after(response: HttpResponse) -> float:
+        for name, values in response.headers.items():
+            if name.lower() == "retry-after" and values:
+                try:
+                    return max(float(values[0]), 0.0)
+                except ValueError:
+                    break
+        return 1.0
+
+    async def _can_retry_async(self, *, state: RetryState, request: HttpRequest,
+                               response: HttpResponse | None = None, error: Exception | None = None) -> bool:
+        if response is None or response.status_code != 429:
+            return False
+        waited = float((state.custom_values or {}).get("waited", 0.0))
+        return waited + self._retry_after(response) <= self.budget
+
+    async def prepare_for_next_attempt_async(self, *, state: RetryState, request: HttpRequest,
+                                             response: HttpResponse | None = None,
+                                             error: Exception | None = None) -> None:
+        if response is None:
+            raise error  # type: ignore[misc]
+        wait = self._retry_after(response) + random.random() / 4  # a little spread, as the SDK does
+        values = dict(state.custom_values or {})
+        values["waited"] = float(values.get("waited", 0.0)) + wait
+        state.custom_values = values
+        state.next_attempt_requested = True
+        await asyncio.sleep(wait)
+        state.increment_current_attempt()
+
+
 class _SocketModeClient(SocketModeClient):
     """slack_sdk's aiohttp Socket Mode client, changed where it would loop or stall:
 
+    - the new connection is opened before the old one is closed, and the old one's close
+      reply is awaited for CLOSE_TIMEOUT at most, in the background;
+    - `disconnect` with reason link_disabled is fatal; too_many_websockets backs off;
     - every connection attempt takes a fresh ticket from apps.connections.open (a wss URL
       is single-use; the SDK retries the same URL forever when the websocket handshake
       fails);
@@ -470,6 +583,8 @@ class _SocketModeClient(SocketModeClient):
         super().__init__(app_token, **kw)
         self._on_fatal = on_fatal
         self._closing = asyncio.Event()
+        self._retiring: set[asyncio.Future[None]] = set()
+        self._crowded = 0.0  # the backoff after too_many_websockets
 
     async def issue_new_wss_url(self) -> str:
         try:
@@ -479,7 +594,8 @@ class _SocketModeClient(SocketModeClient):
             if code in FATAL_ERRORS:
                 self.closed = True  # stops the SDK's loops: no retry can fix this
                 self._closing.set()
-                self._on_fatal(FatalSlackError(f"slack: the app-level token was refused ({code})"))
+                needed = f": it needs the scope {err.response.get('needed')}" if err.response.get("needed") else ""
+                self._on_fatal(FatalSlackError(f"slack: the app-level token was refused ({code}){needed}"))
             raise
 
     async def connect_to_new_endpoint(self, force: bool = False) -> None:
@@ -495,17 +611,10 @@ class _SocketModeClient(SocketModeClient):
             self.connect_operation_lock.release()
 
     async def connect(self) -> None:
+        """Open a new connection, make it the current one, then close the old one:
+        make-before-break, so no slash command finds the bot without a socket."""
         backoff = BACKOFF_FIRST
         while not self.closed:
-            old = self.current_session
-            # closing the old session must not start a reconnection of its own
-            self.auto_reconnect_enabled = False
-            if old is not None and not old.closed:
-                try:
-                    await old.close()
-                    self.logger.info("slack: closed the old session %s", self.build_session_id(old))
-                except Exception as err:
-                    self.logger.warning("slack: closing the old session failed: %s", short_error(err))
             try:
                 if self.aiohttp_client_session.closed:
                     self.aiohttp_client_session = aiohttp.ClientSession()
@@ -513,9 +622,9 @@ class _SocketModeClient(SocketModeClient):
                 self.wss_uri = None  # a ticket is good for one connection
                 session = await self.aiohttp_client_session.ws_connect(
                     url, autoping=False, heartbeat=self.ping_interval, proxy=self.proxy,
+                    timeout=aiohttp.ClientWSTimeout(ws_close=CLOSE_TIMEOUT),
                     ssl=self.web_client.ssl if self.web_client.ssl is not None else True)
             except Exception as err:
-                self.auto_reconnect_enabled = self.default_auto_reconnect_enabled
                 if self.closed:
                     return
                 self.logger.warning("slack: connecting failed (%s); retrying in %.0f s", short_error(err), backoff)
@@ -525,6 +634,7 @@ class _SocketModeClient(SocketModeClient):
                     pass
                 backoff = min(backoff * 2, BACKOFF_MAX)
                 continue
+            old = self.current_session
             self.current_session = session
             self.stale = False
             self.last_ping_pong_time = None  # the old session's pongs say nothing about this one
@@ -539,7 +649,49 @@ class _SocketModeClient(SocketModeClient):
             if self.message_receiver is not None:
                 self.message_receiver.cancel()
             self.message_receiver = asyncio.ensure_future(self.receive_messages())
+            if old is not None and not old.closed:
+                # closed only now that its receiver is cancelled: its close cannot start a
+                # reconnection of its own; in the background, so a slow close holds nothing
+                closing = asyncio.ensure_future(self._retire(old))
+                self._retiring.add(closing)
+                closing.add_done_callback(self._retiring.discard)
             return
+
+    async def _retire(self, old: aiohttp.ClientWebSocketResponse) -> None:
+        """Close a replaced session; its close reply gets CLOSE_TIMEOUT (set at ws_connect)."""
+        try:
+            await old.close()
+            self.logger.info("slack: closed the old session %s", self.build_session_id(old))
+        except Exception as err:
+            self.logger.warning("slack: closing the old session failed: %s", short_error(err))
+
+    async def run_message_listeners(self, message: dict[str, Any], raw_message: str) -> None:
+        """`disconnect` envelopes the SDK would answer with an immediate reconnection."""
+        reason = message.get("reason") if message.get("type") == "disconnect" else None
+        if reason == "link_disabled":
+            # Socket Mode was turned off for the app: a new ticket would be refused or
+            # never connect; reconnecting forever helps nobody
+            self.closed = True
+            self._closing.set()
+            self._on_fatal(FatalSlackError("slack: Slack turned off Socket Mode for this app (disconnect: "
+                                           "link_disabled): turn it on in the app's settings and restart"))
+            return
+        if reason == "too_many_websockets":
+            # Slack allows 10 connections per app; this one is refused. Reconnecting at
+            # once would only add to the crowd.
+            self._crowded = min(max(self._crowded * 2, BACKOFF_FIRST), BACKOFF_MAX)
+            self.logger.warning("slack: Slack refuses this connection: too many open for this app "
+                                "(too_many_websockets; is another copy of the bot running with this app "
+                                "token?); reconnecting in %.0f s", self._crowded)
+            self.auto_reconnect_enabled = False  # its close must not reconnect at once
+            try:
+                await asyncio.wait_for(self._closing.wait(), self._crowded)
+            except asyncio.TimeoutError:
+                pass
+            self.auto_reconnect_enabled = self.default_auto_reconnect_enabled
+        elif reason is not None:
+            self._crowded = 0.0
+        await super().run_message_listeners(message, raw_message)
 
     async def close(self) -> None:
         self._closing.set()

@@ -21,19 +21,55 @@ envelope not acknowledged (``{"envelope_id": ...}`` from the client) within
 `ack_deadline` is delivered again, under a new envelope id, with retry_attempt + 1 and
 retry_reason "timeout" (up to `max_retries`), as Slack does; a slash command that is not
 acknowledged in time is not retried: the user saw "operation_timeout" (`slash_timeouts`).
-`send_disconnect()` sends ``{"type": "disconnect", "reason": "refresh_requested"}``,
-stops routing envelopes to that connection and closes it after `disconnect_grace`;
+With no socket open, Slack does not queue: a slash command fails for the user at once
+("/netbot failed with the error dispatch_failed", `slash_failures`), and an event waits
+for the Events API retry schedule ("nearly immediately, after 1 minute, after 5
+minutes": the first, immediate try finds no socket either), so it comes back after
+`no_socket_retry` seconds as retry_attempt + 1 (https://api.slack.com/apis/connections/
+socket-mode, "Using Socket Mode" / "Retries"; https://api.slack.com/apis/connections/
+events-api#retries). An envelope goes to a connection that is open and has not sent its
+close frame, preferring one not told to reconnect.
+`send_disconnect(reason)` sends ``{"type": "disconnect", "reason": ...}`` (Slack's
+reasons: `warning` and `refresh_requested`, reconnect; `link_disabled`, Socket Mode was
+turned off for the app: do not; `too_many_websockets`, which the fake sends by itself to
+a connection beyond `max_connections`, Slack's 10 per app: slack_sdk's
+socket_mode/aiohttp comment on closing the old session first, and node-slack-sdk issue
+#1654), routes new envelopes elsewhere while another connection is open, and closes it
+after `disconnect_grace`. `close_reply_delay` holds the fake's reply to a client's close
+frame that long (a slow edge: RFC 6455 section 7.1.1 only asks the peer to answer "as
+soon as practical", and aiohttp's client waits 10 s for it by default).
 `drop()` cuts the TCP connection without a close frame; `fail_next_handshakes(n)` makes
 the next n websocket handshakes fail with 503 after spending their ticket.
+
+Rate limits (https://api.slack.com/docs/rate-limits): an over-limit call answers HTTP 429
+with ``Retry-After`` (whole seconds) and ``{"ok": false, "error": "ratelimited"}``;
+chat.postMessage has its own limit of about one message per second per channel
+(`post_interval`, "short bursts" aside: none here, to be strict), and `throttle()` makes
+a method refuse everything for a while, as Slack does to an app that kept pushing.
+`app_rate_limited()` sends the Events API's ``{"type": "app_rate_limited",
+"minute_rate_limited": ...}`` callback (over 30,000 events an hour per workspace).
+
+Scopes (https://api.slack.com/methods/chat.postMessage, /methods/files.completeUploadExternal,
+/scopes/chat:write.public): every method checks the bot's scopes (`scopes`) and refuses
+with ``missing_scope``, ``needed`` and ``provided``; chat.postMessage into a public
+channel the bot has not joined works with chat:write.public, while sharing a file there
+is refused with ``not_in_channel``. A message with a file attached carries subtype
+``file_share`` and ``files`` (`user_says(..., files=[...])`), in its app_mention event too.
+
+Tokens: `revoke()` makes a token answer ``token_revoked`` (an unknown one ``invalid_auth``)
+on every method, while the socket stays up, as Slack does when the app is uninstalled
+or its token revoked (https://api.slack.com/methods/auth.revoke, "tokens_revoked").
 
 Slack also echoes what the bot posts as events where the app subscribes to them (the
 bot's own messages in a DM come back as `message.im` events): the fake does the same,
 so an adapter that does not ignore itself answers itself.
 
-The test side (call from any thread): `post_event`, `user_says`, `slash`, `messages_in`,
-`send_disconnect`, `drop`, `wait_for`, and counters (`calls`, `auth_failures`,
-`connections`, `hellos`, `acks`, `deliveries`, `redeliveries`, `slash_timeouts`,
-`rejected_tickets`, `protocol_errors`).
+The test side (call from any thread): `post_event`, `user_says`, `slash`,
+`slash_at_next_close`, `app_rate_limited`, `messages_in`, `send_disconnect`, `drop`,
+`revoke`, `throttle`, `set_scopes`, `set_member`, `wait_for`, and counters (`calls`,
+`auth_failures`, `connections`, `hellos`, `acks`, `deliveries`, `redeliveries`,
+`slash_timeouts`, `slash_failures`, `close_frames`, `rate_limited`, `rejected_tickets`,
+`protocol_errors`).
 """
 
 from __future__ import annotations
@@ -41,6 +77,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import math
 import secrets
 import threading
 import time
@@ -48,7 +85,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from aiohttp import web
+from aiohttp import WSMsgType, web
 
 TEAM = "T0FAKE001"
 APP_ID = "A0APP0001"
@@ -60,6 +97,12 @@ JSON_TYPE = "application/json"
 BOT_METHODS = {"auth.test", "chat.postMessage", "chat.update", "conversations.info",
                "files.getUploadURLExternal", "files.completeUploadExternal"}
 APP_METHODS = {"apps.connections.open"}
+DEFAULT_SCOPES = ("app_mentions:read", "channels:history", "chat:write", "commands", "files:write", "im:history",
+                  "im:read", "channels:read", "groups:read")
+# the scope each bot method needs (conversations.info: any of the *:read ones, by the channel's kind)
+METHOD_SCOPES = {"chat.postMessage": "chat:write", "chat.update": "chat:write",
+                 "files.getUploadURLExternal": "files:write", "files.completeUploadExternal": "files:write"}
+INFO_SCOPES = {"channel": "channels:read", "group": "groups:read", "im": "im:read", "mpim": "mpim:read"}
 
 
 @dataclass
@@ -124,6 +167,7 @@ class Connection:
     ws: web.WebSocketResponse
     transport: Any
     retiring: bool = False
+    closing: bool = False  # the client sent its close frame
 
 
 @dataclass
@@ -137,14 +181,28 @@ class Upload:
 
 class FakeSlack:
     def __init__(self, *, ack_deadline: float = 3.0, max_retries: int = 3, disconnect_grace: float = 0.5,
-                 subscriptions: tuple[str, ...] = ("app_mention", "message.im")) -> None:
+                 subscriptions: tuple[str, ...] = ("app_mention", "message.im"), no_socket_retry: float = 60.0,
+                 close_reply_delay: float = 0.0, max_connections: int = 10, post_interval: float = 1.0,
+                 scopes: tuple[str, ...] = DEFAULT_SCOPES) -> None:
         self.ack_deadline = ack_deadline
         self.max_retries = max_retries
         self.disconnect_grace = disconnect_grace
+        self.no_socket_retry = no_socket_retry
+        self.close_reply_delay = close_reply_delay
+        self.max_connections = max_connections
+        self.post_interval = post_interval
+        self.scopes = set(scopes)
+        self.slash_failures = 0  # slash commands sent while no socket was open
+        self.close_frames = 0  # close frames the clients sent
+        self.rate_limited: Counter[str] = Counter()  # method -> 429 answers
+        self._last_post: dict[str, float] = {}  # channel -> monotonic time of the last chat.postMessage
+        self._throttled: dict[str, tuple[float, int]] = {}  # method -> (until, Retry-After)
+        self._at_close: list[Callable[[], Any]] = []  # run when a client's close frame arrives
         self.subscriptions = set(subscriptions)
         self.bot_token = "xoxb-1001-2002-" + secrets.token_hex(12)
         self.app_token = f"xapp-1-{APP_ID}-3003-" + secrets.token_hex(16)
-        self.revoked: set[str] = set()
+        self.revoked: set[str] = set()  # tokens Slack no longer knows: invalid_auth
+        self.refused: dict[str, str] = {}  # token -> the error it now gets (revoke())
         self.channels: dict[str, Channel] = {}
         self.users: dict[str, str] = {BOT_USER: BOT_NAME}
         self.history: dict[str, list[Posted]] = {}
@@ -162,7 +220,6 @@ class FakeSlack:
         self.protocol_errors: list[str] = []
         self._tickets: dict[str, bool] = {}  # ticket -> used
         self._open: list[Connection] = []
-        self._pending: list[Envelope] = []  # waiting for a connection
         self._uploads: dict[str, Upload] = {}
         self._responses: dict[str, dict[str, Any]] = {}  # response_url id -> {channel, user, uses, expires}
         self._clock = itertools.count(1)
@@ -279,13 +336,17 @@ class FakeSlack:
             self._send(Envelope(self._envelope_id(), "events_api", payload, False, 1, "timeout"))
         return {"event_id": payload["event_id"], "ts": event.get("ts"), "envelope_id": env.envelope_id}
 
-    def user_says(self, user: str, channel: str, text: str, thread_ts: str | None = None) -> str:
+    def user_says(self, user: str, channel: str, text: str, thread_ts: str | None = None,
+                  files: list[str] | None = None) -> str:
         """A person posts `text`: the events Slack sends for it under the app's
         subscriptions (app_mention when the bot is mentioned in a channel; message.im in
-        the bot's DMs; message.channels/groups if subscribed). Returns the message ts."""
-        return self._call(lambda: self._user_says(user, channel, text, thread_ts))
+        the bot's DMs; message.channels/groups if subscribed). With `files` (names), the
+        message has files attached: subtype file_share and a `files` list, as Slack sends
+        it. Returns the message ts."""
+        return self._call(lambda: self._user_says(user, channel, text, thread_ts, files))
 
-    def _user_says(self, user: str, channel_id: str, text: str, thread_ts: str | None) -> str:
+    def _user_says(self, user: str, channel_id: str, text: str, thread_ts: str | None,
+                   files: list[str] | None = None) -> str:
         channel = self.channels[channel_id]
         ts = self._ts()
         self.history[channel_id].append(Posted(channel_id, ts, text, user, thread_ts))
@@ -293,6 +354,10 @@ class FakeSlack:
                                 "client_msg_id": secrets.token_hex(8)}
         if thread_ts:
             base["thread_ts"] = thread_ts
+        if files:
+            base.update(subtype="file_share", upload=False, display_as_bot=False, files=[
+                {"id": self._id("F"), "name": name, "title": name, "mimetype": "text/plain", "filetype": "text",
+                 "user": user, "mode": "hosted", "size": 100} for name in files])
         if channel.kind in ("channel", "group") and f"<@{BOT_USER}>" in text and "app_mention" in self.subscriptions:
             self._post_event(dict(base, type="app_mention"), False)
         if f"message.{channel.kind}s" in self.subscriptions or f"message.{channel.kind}" in self.subscriptions:
@@ -322,6 +387,29 @@ class FakeSlack:
         self._send(env)
         return {"envelope_id": env.envelope_id, "trigger_id": payload["trigger_id"],
                 "response_url": payload["response_url"]}
+
+    def app_rate_limited(self) -> None:
+        """Slack tells the app it is dropping its events for this minute (Events API:
+        https://api.slack.com/apis/connections/events-api#rate-limiting), in an
+        events_api envelope as Socket Mode carries every event callback."""
+        def send() -> None:
+            minute = int(time.time()) // 60 * 60
+            self._send(Envelope(self._envelope_id(), "events_api", {
+                "token": "verification-token-unused-in-socket-mode", "type": "app_rate_limited", "team_id": TEAM,
+                "minute_rate_limited": minute, "api_app_id": APP_ID}, False))
+        self._call(send)
+
+    def throttle(self, method: str, seconds: float, retry_after: int) -> None:
+        """`method` answers 429 with Retry-After `retry_after` for the next `seconds`."""
+        self._call(lambda: self._throttled.__setitem__(method, (time.monotonic() + seconds, retry_after)))
+
+    def set_scopes(self, *scopes: str) -> None:
+        self._call(lambda: setattr(self, "scopes", set(scopes)))
+
+    def slash_at_next_close(self, command: str, text: str, user: str, channel: str) -> None:
+        """A person runs a slash command the moment the bot's next close frame arrives
+        (while it closes a socket): it reaches the bot only if another one is open."""
+        self._call(lambda: self._at_close.append(lambda: self._slash(command, text, user, channel)))
 
     def _envelope_id(self) -> str:
         return f"{secrets.token_hex(4)}-{secrets.token_hex(2)}-{secrets.token_hex(2)}-{secrets.token_hex(6)}"
@@ -353,8 +441,9 @@ class FakeSlack:
     def fail_next_handshakes(self, count: int) -> None:
         self._call(lambda: setattr(self, "fail_handshakes", count))
 
-    def revoke(self, token: str) -> None:
-        self._call(lambda: self.revoked.add(token))
+    def revoke(self, token: str, error: str = "token_revoked") -> None:
+        """The token is revoked (or the app uninstalled): every call with it gets `error`."""
+        self._call(lambda: self.refused.__setitem__(token, error))
 
     def set_member(self, channel: str, member: bool) -> None:
         self._call(lambda: setattr(self.channels[channel], "member", member))
@@ -406,25 +495,43 @@ class FakeSlack:
         if self.fail_handshakes > 0:  # e.g. an edge server restarting: the ticket is spent all the same
             self.fail_handshakes -= 1
             return web.Response(status=503, text="upstream unavailable")
-        ws = web.WebSocketResponse(autoping=True)
+        ws = web.WebSocketResponse(autoping=True, autoclose=False)  # the close reply is ours to time
         transport = request.transport
         await ws.prepare(request)
         self.connections += 1
         conn = Connection(self.connections, ws, transport)
+        crowded = len([c for c in self._open if not c.closing]) >= self.max_connections
+        if crowded:
+            conn.retiring = True  # nothing is routed to it
         self._open.append(conn)
         await ws.send_str(json.dumps({
             "type": "hello", "num_connections": len([c for c in self._open if not c.retiring]),
             "debug_info": {"host": "applink-fake-1", "build_number": 118, "approximate_connection_time": 18060},
             "connection_info": {"app_id": APP_ID}}))
         self.hellos += 1
-        pending, self._pending = self._pending, []
-        for env in pending:
-            self._send(env)
+        if crowded:
+            await ws.send_str(json.dumps({"type": "disconnect", "reason": "too_many_websockets",
+                                          "debug_info": {"host": "applink-fake-1"}}))
+            assert self.loop is not None
+            self.loop.call_later(self.disconnect_grace, lambda: asyncio.ensure_future(ws.close()))
         try:
-            async for frame in ws:
-                if frame.type.name == "TEXT":
+            while True:
+                frame = await ws.receive()
+                if frame.type == WSMsgType.TEXT:
                     self._on_client_frame(frame.data)
+                elif frame.type == WSMsgType.CLOSE:  # the client's close frame: nothing more goes to it
+                    conn.closing = True
+                    self.close_frames += 1
+                    actions, self._at_close = self._at_close, []
+                    for action in actions:
+                        action()
+                    await asyncio.sleep(self.close_reply_delay)
+                    await ws.close()
+                    break
+                elif frame.type in (WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
+                    break
         finally:
+            conn.closing = True
             if conn in self._open:
                 self._open.remove(conn)
         return ws
@@ -453,9 +560,16 @@ class FakeSlack:
                                                                env.payload["user_id"], ephemeral=True, via="ack"))
 
     def _send(self, env: Envelope) -> None:
-        live = [c for c in self._open if not c.retiring and not c.ws.closed]
+        usable = [c for c in self._open if not c.closing and not c.ws.closed]
+        live = [c for c in usable if not c.retiring] or usable
         if not live:
-            self._pending.append(env)
+            if env.type == "slash_commands":
+                self.slash_failures += 1  # the user sees "dispatch_failed" at once; nothing is queued
+            elif env.type == "events_api" and env.retry_attempt < self.max_retries:
+                assert self.loop is not None
+                self.loop.call_later(self.no_socket_retry, self._send, Envelope(
+                    self._envelope_id(), env.type, env.payload, env.accepts_response_payload,
+                    env.retry_attempt + 1, "timeout"))
             return
         conn = live[-1]
         env.sent_at = time.monotonic()
@@ -517,13 +631,39 @@ class FakeSlack:
             self.auth_failures[method] += 1
             return _api_reply({"ok": False, "error": "not_authed"})
         kind = "bot" if token == self.bot_token else "app" if token == self.app_token else None
-        if kind is None or token in self.revoked:
+        if kind is None or token in self.revoked or token in self.refused:
             self.auth_failures[method] += 1
-            return _api_reply({"ok": False, "error": "invalid_auth"})
+            return _api_reply({"ok": False, "error": self.refused.get(token, "invalid_auth")})
         if (method in APP_METHODS) != (kind == "app"):
             self.auth_failures[method] += 1
             return _api_reply({"ok": False, "error": "not_allowed_token_type"})
+        needed = METHOD_SCOPES.get(method)
+        if method == "conversations.info":
+            channel = self.channels.get(str(args.get("channel") or ""))
+            needed = INFO_SCOPES.get(channel.kind) if channel else None
+        if needed and needed not in self.scopes:
+            return _api_reply({"ok": False, "error": "missing_scope", "needed": needed,
+                               "provided": ",".join(sorted(self.scopes))})
+        retry_after = self._rate_limit(method, args)
+        if retry_after:
+            self.rate_limited[method] += 1
+            return _api_reply({"ok": False, "error": "ratelimited"}, status=429,
+                              headers={"Retry-After": str(retry_after)})
         return _api_reply(await handler(args))
+
+    def _rate_limit(self, method: str, args: dict[str, Any]) -> int:
+        """Seconds to wait (Retry-After), or 0 when the call may go through."""
+        now = time.monotonic()
+        until, retry_after = self._throttled.get(method, (0.0, 0))
+        if now < until:
+            return retry_after
+        if method == "chat.postMessage":
+            channel = str(args.get("channel") or "")
+            last = self._last_post.get(channel)
+            if last is not None and now - last < self.post_interval:
+                return max(1, math.ceil(self.post_interval - (now - last)))
+            self._last_post[channel] = now
+        return 0
 
     async def _m_auth_test(self, args: dict[str, Any]) -> dict[str, Any]:
         return {"ok": True, "url": "https://fake-team.slack.com/", "team": "Fake Team", "user": BOT_NAME,
@@ -534,17 +674,21 @@ class FakeSlack:
         self._tickets[ticket] = False
         return {"ok": True, "url": f"ws://127.0.0.1:{self.port}/link/?ticket={ticket}&app_id={APP_ID}"}
 
-    def _writable(self, channel_id: Any) -> tuple[Channel | None, str | None]:
+    def _writable(self, channel_id: Any, *, public_ok: bool = False) -> tuple[Channel | None, str | None]:
+        """The channel if the bot may post in it; `public_ok`: chat.postMessage, which
+        chat:write.public lets into public channels the bot has not joined."""
         channel = self.channels.get(str(channel_id or ""))
         if channel is None:
             return None, "channel_not_found"
+        if public_ok and channel.kind == "channel" and "chat:write.public" in self.scopes:
+            return channel, None
         if not channel.member:
             # a DM the bot is not part of does not exist as far as the bot can tell
             return None, "channel_not_found" if channel.kind == "im" else "not_in_channel"
         return channel, None
 
     async def _m_chat_postMessage(self, args: dict[str, Any]) -> dict[str, Any]:
-        channel, error = self._writable(args.get("channel"))
+        channel, error = self._writable(args.get("channel"), public_ok=True)
         if channel is None:
             return {"ok": False, "error": error}
         text = args.get("text")
@@ -573,7 +717,7 @@ class FakeSlack:
             self._post_event(event, False)
 
     async def _m_chat_update(self, args: dict[str, Any]) -> dict[str, Any]:
-        channel, error = self._writable(args.get("channel"))
+        channel, error = self._writable(args.get("channel"), public_ok=True)
         if channel is None:
             return {"ok": False, "error": error}
         ts = str(args.get("ts") or "")
@@ -691,5 +835,6 @@ class FakeSlack:
         return web.Response(status=200, text="ok", content_type="text/plain")
 
 
-def _api_reply(body: dict[str, Any]) -> web.Response:
-    return web.Response(status=200, text=json.dumps(body), content_type=JSON_TYPE, charset="utf-8")
+def _api_reply(body: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(status=status, text=json.dumps(body), content_type=JSON_TYPE, charset="utf-8",
+                        headers=headers)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -27,7 +28,10 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 ALICE, SAM, STRANGER = "U0ALICE01", "U0SAM0001", "U0STRANGE"
 ALICE_DM, SAM_DM, OTHERS_DM = "D0ALICE01", "D0SAM0001", "D0OTHERS1"
 NETOPS, RANDOM = "C0NETOPS1", "C0OTHER01"
+LOBBY = "C0LOBBY01"  # a public channel the bot has not joined
 RELAY = "B0RELAY01"  # matterbridge's bot id on Slack
+
+
 def is_ack(text: str) -> bool:
     """The "working on it (job …)" / "queued (job …)" notice, after any slash header."""
     last = text.rsplit("\n", 1)[-1]
@@ -40,6 +44,7 @@ def make_fake(**kw: Any) -> FakeSlack:
     fake.add_user(SAM, "sam", im=SAM_DM)
     fake.add_user(STRANGER, "stranger")
     fake.add_channel(OTHERS_DM, STRANGER, kind="im", member=False, user=STRANGER)  # alice and stranger
+    fake.add_channel(LOBBY, "lobby", member=False)
     return fake
 
 
@@ -49,7 +54,7 @@ def bot_config(fake: FakeSlack, workdir: Path, **slack: Any) -> dict[str, Any]:
         "limits": {"device_timeout": 5, "connect_timeout": 3},
         "slack": {"base_url": fake.base_url, "app_token": fake.app_token, "bot_token": fake.bot_token,
                   "slash_command": "/netbot", "progress_after": 1.0, "attachment_lines": 40,
-                  "ping_interval": 2.0, "allowed_channels": [NETOPS, OTHERS_DM], **slack},
+                  "ping_interval": 2.0, "allowed_channels": [NETOPS, OTHERS_DM, LOBBY], **slack},
         "identities": {"alice": ["slack:" + ALICE]},
         "bridges": {"relay": {"type": "matterbridge", "platform": "slack", "accounts": [RELAY]}},
         "access": chat_test_access("relayed:matrix:*"),
@@ -127,6 +132,27 @@ def test_fake_sends_hello_first_and_redelivers_unacked_envelopes() -> None:
                 await ws.close()
         asyncio.run(scenario())
         assert fake.redeliveries == 1 and fake.protocol_errors == []
+
+
+def test_fake_fails_slash_commands_without_a_socket_and_retries_events_later() -> None:
+    with make_fake(no_socket_retry=0.5) as fake:
+        fake.slash("/netbot", "help", ALICE, NETOPS)
+        sent = fake.post_event({"type": "app_mention", "user": ALICE, "channel": NETOPS,
+                                "text": f"<@{BOT_USER}> help"})
+        assert fake.slash_failures == 1 and fake.envelopes() == []  # failed at once, nothing queued
+
+        async def scenario() -> None:
+            async with aiohttp.ClientSession() as session:
+                _, ws = await _open(fake, session)
+                assert json.loads((await ws.receive(timeout=5)).data)["type"] == "hello"
+                again = json.loads((await ws.receive(timeout=5)).data)  # the event, later, as a retry
+                assert again["payload"]["event_id"] == sent["event_id"] and again["retry_attempt"] == 1
+                await ws.send_str(json.dumps({"envelope_id": again["envelope_id"]}))
+                with pytest.raises(asyncio.TimeoutError):
+                    await ws.receive(timeout=1.0)  # the slash command never comes
+                await ws.close()
+        asyncio.run(scenario())
+        assert [e["type"] for e in fake.envelopes()] == ["events_api"]
 
 
 def test_fake_refuses_bad_tokens_as_slack_does() -> None:
@@ -333,7 +359,7 @@ def _reconnects(fake: FakeSlack, running_bot: BotThread, cut: str, caplog: pytes
             # and the first handshake after it fails having spent its ticket: the next
             # attempt needs a fresh one (slack_sdk alone retries the spent URL forever)
             fake.fail_next_handshakes(1)
-        fake.send_disconnect() if cut == "disconnect" else fake.drop()
+        fake.send_disconnect(cut) if cut in ("refresh_requested", "warning") else fake.drop()
         fake.wait_for(lambda: fake.hellos > hellos and fake.open_connections() == 1, "a new connection", timeout=15)
         ts, replies = ask(fake, ALICE, NETOPS, f"<@{BOT_USER}> ping 10.0.0.3 from r1 count 1")
     settle(fake, running_bot)
@@ -341,15 +367,16 @@ def _reconnects(fake: FakeSlack, running_bot: BotThread, cut: str, caplog: pytes
     assert fake.hellos == hellos + 1  # one reconnection, not a storm
     logged = caplog.text
     assert "new session" in logged
-    if cut == "disconnect":
-        assert "reconnect (refresh_requested)" in logged
+    if cut != "drop":
+        assert f"reconnect ({cut})" in logged
     else:
         assert "connecting failed" in logged and fake.rejected_tickets == 0
 
 
+@pytest.mark.parametrize("reason", ["refresh_requested", "warning"])
 def test_disconnect_envelope_reconnects(running_bot: BotThread, fake: FakeSlack,
-                                        caplog: pytest.LogCaptureFixture) -> None:
-    _reconnects(fake, running_bot, "disconnect", caplog)
+                                        caplog: pytest.LogCaptureFixture, reason: str) -> None:
+    _reconnects(fake, running_bot, reason, caplog)
 
 
 def test_dropped_socket_reconnects(running_bot: BotThread, fake: FakeSlack,
@@ -376,7 +403,7 @@ def test_bad_token_is_fatal_at_once(lab: Any, tmp_path: Path, which: str) -> Non
             assert took < 5, took  # one refused call, no backoff
         # The bot's thread has ended, and its event loop with it: nothing retries in the background.
         if which == "revoked":
-            assert "app-level token was refused (invalid_auth)" in str(bot.error)
+            assert "app-level token was refused (token_revoked)" in str(bot.error)
             assert fake.auth_failures == {"apps.connections.open": 1} and fake.connections == 1
         elif which == "bot":
             assert "bot token was refused (invalid_auth)" in str(bot.error)
@@ -387,3 +414,162 @@ def test_bad_token_is_fatal_at_once(lab: Any, tmp_path: Path, which: str) -> Non
         else:
             assert "app_token must be an app-level token" in str(bot.error)
             assert sum(fake.calls.values()) == 0
+
+
+# --- issue 10: what the real Slack does that the fake used to spare the bot ----------------
+def _answers(fake: FakeSlack, channel: str, needle: str) -> list[dict[str, Any]]:
+    return [m for m in fake.messages_in(channel) if needle in m["text"]]
+
+
+def test_reconnection_is_make_before_break(lab: Any, tmp_path: Path) -> None:
+    # A slow close reply must not leave the bot without a socket: Slack fails a slash
+    # command at once when none is open.
+    with make_fake(close_reply_delay=5.0, disconnect_grace=10.0) as fake:
+        bot = BotThread(bot_config(fake, tmp_path), lab, "slack").start()
+        try:
+            fake.slash_at_next_close("/netbot", "whoami", ALICE, NETOPS)
+            started = time.monotonic()
+            fake.send_disconnect()
+            fake.wait_for(lambda: fake.close_frames >= 1, "the bot to close its old socket")
+            fake.wait_for(lambda: _answers(fake, NETOPS, "You are alice"), "the answer", timeout=10)
+            assert fake.slash_failures == 0
+            assert time.monotonic() - started < 5  # not after the old socket's slow close
+            assert fake.connections == 2
+        finally:
+            bot.stop()
+
+
+def test_burst_of_answers_waits_for_rate_limits(running_bot: BotThread, fake: FakeSlack,
+                                                caplog: pytest.LogCaptureFixture) -> None:
+    # chat.postMessage: about one message per second per channel, then 429 + Retry-After
+    limited = fake.rate_limited["chat.postMessage"]
+    with caplog.at_level("WARNING"):
+        sent = [fake.user_says(SAM, NETOPS, "!whoami") for _ in range(6)]
+        for ts in sent:
+            fake.wait_for(lambda ts=ts: fake.replies_to(NETOPS, ts), "every answer", timeout=30)
+        settle(fake, running_bot)
+    assert fake.rate_limited["chat.postMessage"] > limited  # Slack did refuse some
+    assert all(len(fake.replies_to(NETOPS, ts)) == 1 for ts in sent)
+    assert "could not deliver" not in caplog.text
+
+
+def test_rate_limit_past_the_command_timeout_is_reported_once(running_bot: BotThread, fake: FakeSlack,
+                                                              caplog: pytest.LogCaptureFixture) -> None:
+    limited = fake.rate_limited["chat.postMessage"]
+    fake.throttle("chat.postMessage", 3.0, retry_after=600)  # longer than the command timeout (120 s)
+    with caplog.at_level("WARNING"):
+        fake.user_says(SAM, NETOPS, "!whoami")
+        fake.wait_for(lambda: "could not deliver" in caplog.text, "the failure line", timeout=10)
+        settle(fake, running_bot)
+    assert fake.rate_limited["chat.postMessage"] == limited + 1  # no retry it could not wait for
+    failures = [r for r in caplog.records if "could not deliver" in r.getMessage()]
+    assert len(failures) == 1 and "ratelimited" in failures[0].getMessage()
+
+
+def test_app_rate_limited_is_logged(running_bot: BotThread, fake: FakeSlack,
+                                    caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("WARNING", logger="adapters.slack"):
+        fake.app_rate_limited()
+        fake.wait_for(lambda: "app_rate_limited" in caplog.text, "the warning")
+    settle(fake, running_bot)
+
+
+@pytest.mark.parametrize("error", ["token_revoked", "invalid_auth"])
+def test_bot_token_revoked_while_running_stops_with_one_line(lab: Any, tmp_path: Path,
+                                                             caplog: pytest.LogCaptureFixture, error: str) -> None:
+    from adapters.slack import FatalSlackError
+
+    with make_fake() as fake:
+        bot = BotThread(bot_config(fake, tmp_path), lab, "slack").start()
+        with caplog.at_level("ERROR", logger="adapters.slack"):
+            fake.revoke(fake.bot_token, error)  # the socket (app token) stays up
+            fake.user_says(ALICE, ALICE_DM, "whoami")
+            assert bot.finished.wait(15), "the adapter went on without a working token"
+        assert isinstance(bot.error, FatalSlackError), bot.error
+        assert f"bot token was refused ({error})" in str(bot.error)
+        assert [r.getMessage() for r in caplog.records if r.levelname == "ERROR"] == [str(bot.error)]
+
+
+def test_link_disabled_stops_instead_of_reconnecting(lab: Any, tmp_path: Path) -> None:
+    from adapters.slack import FatalSlackError
+
+    with make_fake() as fake:
+        bot = BotThread(bot_config(fake, tmp_path), lab, "slack").start()
+        fake.send_disconnect("link_disabled")
+        assert bot.finished.wait(15), "the adapter kept reconnecting"
+        assert isinstance(bot.error, FatalSlackError) and "link_disabled" in str(bot.error), bot.error
+        assert fake.connections == 1 and fake.calls["apps.connections.open"] == 1
+
+
+def test_too_many_websockets_backs_off(lab: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with make_fake(max_connections=1, disconnect_grace=0.2) as fake:
+        async def squat(release: asyncio.Event) -> None:  # another copy of the bot holds the one slot
+            async with aiohttp.ClientSession() as session:
+                _, ws = await _open(fake, session)
+                await ws.receive(timeout=5)
+                await release.wait()
+                await ws.close()
+        loop = asyncio.new_event_loop()
+        release = asyncio.Event()
+        import threading
+        squatter = threading.Thread(target=lambda: loop.run_until_complete(squat(release)), daemon=True)
+        squatter.start()
+        fake.wait_for(lambda: fake.open_connections() == 1, "the other connection")
+        with caplog.at_level("WARNING", logger="adapters.slack"):
+            bot = BotThread(bot_config(fake, tmp_path), lab, "slack").start()
+            try:
+                def refusals() -> list[logging.LogRecord]:
+                    return [r for r in caplog.records if "too_many_websockets" in r.getMessage()]
+                first, second = fake.wait_for(lambda: len(refusals()) >= 2 and refusals()[:2], "two refusals")
+                assert second.created - first.created >= 0.9  # it waited before trying again
+                assert fake.connections <= 4, fake.connections  # the other one, and the bot's few tries
+                loop.call_soon_threadsafe(release.set)
+                squatter.join(10)
+                fake.wait_for(lambda: fake.open_connections() == 1, "the bot's connection", timeout=15)
+                _, [reply] = ask(fake, ALICE, ALICE_DM, "whoami")
+                assert reply["text"].startswith("You are alice")
+            finally:
+                bot.stop()
+
+
+def test_missing_scope_names_the_scope(running_bot: BotThread, fake: FakeSlack,
+                                       caplog: pytest.LogCaptureFixture) -> None:
+    scopes = set(fake.scopes)
+    fake.set_scopes(*(scopes - {"files:write"}))
+    try:
+        with caplog.at_level("ERROR", logger="adapters.slack"):
+            ts = fake.user_says(ALICE, ALICE_DM, "show run r1")
+            fake.wait_for(lambda: "needs the scope files:write" in caplog.text, "the scope line")
+            settle(fake, running_bot)
+    finally:
+        fake.set_scopes(*scopes)
+    assert "add it under OAuth & Permissions" in caplog.text
+    [text] = final(fake.replies_to(ALICE_DM, ts))  # the answer's text got through
+    assert "r1-running-config.txt" in text["text"]
+
+
+def test_public_channel_not_joined_gets_the_text_and_a_note(running_bot: BotThread, fake: FakeSlack,
+                                                            caplog: pytest.LogCaptureFixture) -> None:
+    scopes = set(fake.scopes)
+    fake.set_scopes(*scopes, "chat:write.public")
+    try:
+        with caplog.at_level("WARNING"):
+            fake.slash("/netbot", "show run r1", ALICE, LOBBY)
+            [answer] = fake.wait_for(lambda: _answers(fake, LOBBY, "attached as r1-running-config.txt"),
+                                     "the answer")
+            [note] = fake.wait_for(lambda: fake.replies_to(LOBBY, answer["ts"]), "the note")
+            settle(fake, running_bot)
+    finally:
+        fake.set_scopes(*scopes)
+    assert not answer["ephemeral"] and answer["via"] == "chat.postMessage"
+    assert note["text"] == "(r1-running-config.txt not sent: invite the bot to this channel to get files.)"
+    assert "could not deliver" not in caplog.text
+
+
+def test_message_with_a_file_that_mentions_the_bot_is_a_command(running_bot: BotThread,
+                                                                 fake: FakeSlack) -> None:
+    ts = fake.user_says(ALICE, NETOPS, f"<@{BOT_USER}> whoami", files=["notes.txt"])
+    [reply] = fake.wait_for(lambda: final(fake.replies_to(NETOPS, ts)), "the answer")
+    assert reply["text"].startswith("You are alice")
+    settle(fake, running_bot)
+    assert len(fake.replies_to(NETOPS, ts)) == 1
