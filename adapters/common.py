@@ -1,4 +1,4 @@
-"""What every chat adapter does the same way around the core."""
+"""What every chat adapter does the same way around the core: reconnecting with backoff."""
 
 from __future__ import annotations
 
@@ -7,82 +7,84 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from chatbot.bot import Bot
-from chatbot.message import Message, Reply
+from chatbot.inbox import short_error
 
-log = logging.getLogger(__name__)
+__all__ = ["Backoff", "Reconnector", "short_error"]
 
-WORKING = "working on it…"
-
-
-PROGRESS_EVERY = 10.0  # seconds between progress edits of a long job's acknowledgement
+BACKOFF_FIRST, BACKOFF_MAX = 1.0, 60.0
 
 
-async def answer_with_progress(
-    bot: Bot,
-    msg: Message,
-    progress_after: float,
-    acknowledge: Callable[[], Awaitable[str]],
-    deliver: Callable[[Reply, str | None], Awaitable[None]],
-    update: Callable[[str, str], Awaitable[None]] | None = None,
-    progress_every: float = PROGRESS_EVERY,
-) -> None:
-    """Run the message through the core. If the answer takes longer than
-    `progress_after` seconds, post an acknowledgement first (its id goes to `deliver`,
-    which edits it into the answer where the platform allows); with `update`, the
-    acknowledgement is edited every `progress_every` seconds with the job's progress
-    ("12/40 devices done"). A failed delivery is logged and audited, never raised into
-    the adapter's event loop."""
-    work = asyncio.create_task(bot.handle(msg))
-    done, _ = await asyncio.wait({work}, timeout=progress_after)
-    ack_id = None
-    if not done:
+class Backoff:
+    """Exponential waits between connection attempts (1, 2, 4... up to `most` seconds),
+    which `stopping` cuts short."""
+
+    def __init__(self, stopping: asyncio.Event, first: float = BACKOFF_FIRST, most: float = BACKOFF_MAX) -> None:
+        self.stopping = stopping
+        self.first, self.most = first, most
+        self.seconds = first  # the next wait
+
+    def reset(self) -> None:
+        self.seconds = self.first
+
+    async def pause(self) -> None:
+        """Wait `seconds` (or until stopped); the wait after it is twice as long."""
         try:
-            ack_id = await acknowledge()
-        except Exception as err:  # the answer may still get through
-            log.warning("%s: could not acknowledge %s: %s", msg.platform, msg.message_id, short_error(err))
-    if ack_id is not None and update is not None:
-        shown = bot.progress_text(msg.message_id)
-        while not work.done():
-            done, _ = await asyncio.wait({work}, timeout=progress_every)
-            now = bot.progress_text(msg.message_id)
-            if not done and now != shown:
-                shown = now
-                try:
-                    await update(ack_id, now)
-                except Exception as err:
-                    log.warning("%s: progress edit failed: %s", msg.platform, short_error(err))
-    try:
-        reply = await work
-    except Exception:
-        log.exception("%s: handling %s failed", msg.platform, msg.message_id)
-        return
-    if reply is None:
-        return
-    try:
-        await deliver(reply, ack_id)
-    except Exception as err:
-        log.warning("%s: could not deliver the answer to %s: %s", msg.platform, msg.message_id, short_error(err))
-        await bot.reply_failed(reply, msg, short_error(err))
+            await asyncio.wait_for(self.stopping.wait(), self.seconds)
+        except asyncio.TimeoutError:
+            pass
+        self.seconds = min(self.seconds * 2, self.most)
 
 
-def short_error(err: BaseException) -> str:
-    return f"{type(err).__name__}: {err}"[:200]
+class Reconnector:
+    """One adapter's connection loop: run `attempt` again and again until stopped.
 
+    `attempt` returns None when it went well and may run again at once (one Matrix
+    sync), or why a connection that was up has ended (a dropped websocket): the next
+    try then waits the shortest backoff. An exception is a failed try and the wait
+    grows; one of `fatal` (a refused token) ends the loop. The attempt in flight is a
+    task of its own, so that `stop` can cut a long-poll or a connection attempt short."""
 
-async def pause_unless_stopped(stopping: asyncio.Event, seconds: float) -> None:
-    """A reconnect backoff that a stop cuts short."""
-    try:
-        await asyncio.wait_for(stopping.wait(), seconds)
-    except asyncio.TimeoutError:
-        pass
+    def __init__(self, platform: str, log: logging.Logger, fatal: type[BaseException],
+                 first: float = BACKOFF_FIRST, most: float = BACKOFF_MAX) -> None:
+        self.platform = platform
+        self.log = log
+        self.fatal = fatal
+        self.stopping = asyncio.Event()
+        self.backoff = Backoff(self.stopping, first, most)
+        self._current: asyncio.Task[Any] | None = None
 
+    async def run(self, attempt: Callable[[], Awaitable[str | None]], failed: str = "{}; reconnecting in {:.0f} s",
+                  on_failure: Callable[[], None] | None = None) -> None:
+        """`failed` words the log line of a failed try: the error, then the wait."""
+        while not self.stopping.is_set():
+            try:
+                self._current = asyncio.ensure_future(attempt())
+                ended = await self._current
+            except asyncio.CancelledError:
+                if self.stopping.is_set():
+                    return  # stop() cut the attempt short
+                raise
+            except Exception as err:
+                if isinstance(err, self.fatal):
+                    raise
+                ended = None
+                line = failed.format(short_error(err), self.backoff.seconds)
+                if on_failure is not None:
+                    on_failure()
+            else:
+                self.backoff.reset()
+                if ended is None:
+                    continue
+                line = f"{ended}; reconnecting in {self.backoff.seconds:.0f} s"
+            if self.stopping.is_set():
+                return
+            self.log.warning("%s: %s", self.platform, line)
+            await self.backoff.pause()
 
-async def wind_down(current: asyncio.Task[Any] | None, answers: set[asyncio.Task[None]]) -> None:
-    """Stopping an adapter: cut the connection attempt or long-poll in flight, then let
-    the answers in progress finish."""
-    if current is not None and not current.done():
-        current.cancel()
-        await asyncio.gather(current, return_exceptions=True)
-    if answers:
-        await asyncio.gather(*answers, return_exceptions=True)
+    async def stop(self) -> None:
+        """Cut the connection attempt or long-poll in flight."""
+        self.stopping.set()
+        current = self._current
+        if current is not None and not current.done():
+            current.cancel()
+            await asyncio.gather(current, return_exceptions=True)

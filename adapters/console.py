@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from adapters.common import answer_with_progress
+from chatbot.inbox import answer_with_progress
 from chatbot.bot import Bot
 from chatbot.jobs import Job
 from chatbot.message import Identity, Message, Reply

@@ -24,7 +24,6 @@ import io
 import json
 import logging
 import os
-from collections.abc import Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,10 +48,11 @@ from nio import (
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from adapters.bridges import BridgeResolver
-from adapters.common import answer_with_progress, pause_unless_stopped, short_error, wind_down
+from adapters.common import Reconnector
 from chatbot.bot import Bot
 from chatbot.config import ConfigError
 from chatbot.errors import UserError
+from chatbot.inbox import Inbox
 from chatbot.message import Message, Reply
 from chatbot.render import render_html, render_text, split_attachments
 from chatbot.results import Result
@@ -62,7 +62,6 @@ from chatbot.state import ChatState
 log = logging.getLogger(__name__)
 
 PLATFORM = "matrix"
-BACKOFF_FIRST, BACKOFF_MAX = 1.0, 60.0
 GAP_PAGE = 100  # events per /messages page when filling a limited timeline
 NO_MENTIONS: dict[str, Any] = {}  # m.mentions of everything the bot sends: an echoed @room notifies no one
 
@@ -124,12 +123,13 @@ class MatrixAdapter:
             config=AsyncClientConfig(store_sync_tokens=False, encryption_enabled=True,
                                      max_timeouts=1, request_timeout=cfg.sync_timeout + 30),
         )
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._current: asyncio.Task[None] | None = None  # the sync in flight
+        self.inbox = Inbox(bot, state, PLATFORM)
+        self._connection = Reconnector(PLATFORM, log, FatalMatrixError)
         self._position: str | None = None  # the sync token, as stored
         self._allowed_rooms: set[str] = set()
         self._direct: dict[str, list[str]] = {}  # the bot's m.direct: person -> their direct rooms
-        self._stopping = asyncio.Event()
+        self._logged_in = False
+        self._catching_up = False  # what the next sync brings was sent while the bot was away
         self.display_name = cfg.user_id.split(":")[0].lstrip("@")
         self.synced = asyncio.Event()  # pulsed after every successful sync
         self.ready = asyncio.Event()  # set once the first sync went through
@@ -137,37 +137,27 @@ class MatrixAdapter:
 
     # --- lifecycle ----------------------------------------------------------------
     async def run(self) -> None:
-        backoff = BACKOFF_FIRST
         # Read once, then kept in memory: the loop must not block on the database per sync.
         self._position = await asyncio.to_thread(self.state.get, self.position_key)
-        catching_up = self._position is not None
-        logged_in = False
-        while not self._stopping.is_set():
-            try:
-                if not logged_in:
-                    await self.login()
-                    self._direct = await self._read_direct_rooms()
-                    logged_in = True
-                self._current = asyncio.create_task(self._sync_once(catching_up))
-                await self._current
-                catching_up = False
-                backoff = BACKOFF_FIRST
-            except FatalMatrixError:
-                raise
-            except asyncio.CancelledError:
-                if self._stopping.is_set():
-                    return  # stop() cut a long-poll short
-                raise
-            except Exception as err:  # homeserver down, restarting, network trouble
-                log.warning("matrix: sync failed (%s); retrying in %.0f s", short_error(err), backoff)
-                catching_up = self._position is not None  # what arrives next was sent while we were away
-                await pause_unless_stopped(self._stopping, backoff)
-                backoff = min(backoff * 2, BACKOFF_MAX)
+        self._catching_up = self._position is not None
+        await self._connection.run(self._sync_step, failed="sync failed ({}); retrying in {:.0f} s",
+                                   on_failure=self._after_failure)
+
+    async def _sync_step(self) -> None:
+        if not self._logged_in:
+            await self.login()
+            self._direct = await self._read_direct_rooms()
+            self._logged_in = True
+        await self._sync_once(self._catching_up)
+        self._catching_up = False
+
+    def _after_failure(self) -> None:
+        self._catching_up = self._position is not None  # what arrives next was sent while we were away
 
     async def stop(self) -> None:
         """Stop syncing, let answers in progress finish, then close the session."""
-        self._stopping.set()
-        await wind_down(self._current, self._tasks)
+        await self._connection.stop()
+        await self.inbox.drain()
         await self.client.close()
 
     async def login(self) -> None:
@@ -232,10 +222,10 @@ class MatrixAdapter:
                 # A backlog is answered in the order it was written (a monitor added, then
                 # paused); live commands run side by side.
                 if backlog and taken:
-                    self._spawn(self._answer_in_order(taken))
+                    self.inbox.spawn(self._answer_in_order(taken))
                 else:
                     for msg in taken:
-                        self._spawn(self._answer(msg))
+                        self.inbox.spawn(self._answer(msg))
         await self._keys_maintenance()
         await asyncio.to_thread(self.state.put, self.position_key, resp.next_batch)
         self._position = resp.next_batch
@@ -389,27 +379,21 @@ class MatrixAdapter:
         """The message, claimed, if it is a command to answer."""
         if not await self._room_allowed(incoming.room_id):
             return None
-        if catching_up and incoming.age_ms is not None and incoming.age_ms > self.cfg.catch_up_max_age * 1000:
-            log.info("matrix: not answering %s from %s: sent %.0f s ago, while the bot was away",
-                     incoming.event_id, incoming.sender, incoming.age_ms / 1000)
-            return None
+
+        def young_enough() -> bool:
+            if catching_up and incoming.age_ms is not None and incoming.age_ms > self.cfg.catch_up_max_age * 1000:
+                log.info("matrix: not answering %s from %s: sent %.0f s ago, while the bot was away",
+                         incoming.event_id, incoming.sender, incoming.age_ms / 1000)
+                return False
+            return True
         room = self.client.rooms.get(incoming.room_id)
         resolved = self.bridges.resolve(PLATFORM, incoming.sender, incoming.body,
                                         room.user_name(incoming.sender) or "" if room else "")
         msg = Message(platform=PLATFORM, room=incoming.room_id, sender=resolved.identity, text=resolved.text,
                       direct=self._is_direct(incoming.room_id, incoming.sender), mentions_bot=incoming.mentioned,
                       thread=incoming.thread_root, message_id=incoming.event_id)
-        if self.bot.router.command_text(msg.text, direct=msg.direct, mentioned=msg.mentions_bot) is None:
-            return None  # room chatter
-        # Claimed before it runs: a replayed sync batch finds the claim and skips it.
-        if not await asyncio.to_thread(self.state.take, PLATFORM, incoming.event_id):
-            return None
-        return msg
-
-    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.create_task(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        # A replayed sync batch finds the claim and skips it.
+        return msg if await self.inbox.take(msg, admit=young_enough) else None
 
     async def _answer_in_order(self, messages: list[Message]) -> None:
         for msg in messages:
@@ -417,8 +401,8 @@ class MatrixAdapter:
 
     # --- answering ----------------------------------------------------------------
     async def _answer(self, msg: Message) -> None:
-        await answer_with_progress(
-            self.bot, msg, self.cfg.progress_after,
+        await self.inbox.answer(
+            msg, self.cfg.progress_after,
             acknowledge=lambda: self._send(msg, self._content(msg, self.bot.progress_text(msg.message_id), None)),
             deliver=lambda reply, ack_id: self._deliver(msg, reply, ack_id),
             update=lambda ack_id, text: self._send(msg, self._edit(ack_id, self._content(msg, text, None))),

@@ -72,21 +72,21 @@ from mattermostautodriver.exceptions import (ContentTooLarge, FeatureDisabled, I
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from adapters.bridges import BridgeResolver
-from adapters.common import answer_with_progress, pause_unless_stopped, short_error, wind_down
+from adapters.common import Reconnector, short_error
 from adapters.mattermost_http import MattermostHttp, wait_for_rate_limits
 from chatbot.bot import Bot
 from chatbot.config import ConfigError
 from chatbot.errors import UserError
 from chatbot.message import Message, Reply
-from chatbot.render import STATUS_MARK, Attachment, split_attachments, table_lines
-from chatbot.results import Note, Result, Status, Table, TextBlock
+from chatbot.inbox import Inbox
+from chatbot.render import Attachment, code_block, escape_markdown, render_markdown, split_attachments
+from chatbot.results import Note, Result
 from chatbot.secrets import SecretError, resolve_secret
 from chatbot.state import ChatState
 
 log = logging.getLogger(__name__)
 
 PLATFORM = "mattermost"
-BACKOFF_FIRST = 1.0
 AUTH_TIMEOUT = 15.0  # seconds for the websocket to say hello after the challenge
 HEARTBEAT = 30.0  # websocket ping interval; a peer that misses a pong is gone
 MAX_POST_CHARS = 16383  # the server's limit for one post's message
@@ -223,9 +223,8 @@ class MattermostAdapter:
         self.team_id: str | None = None
         self.ready = asyncio.Event()  # set while the websocket is authenticated (tests wait on it)
         self._token: str | None = None
-        self._current: asyncio.Task[str] | None = None
-        self._stopping = asyncio.Event()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self.inbox = Inbox(bot, state, PLATFORM)
+        self._connection = Reconnector(PLATFORM, log, FatalMattermostError, most=cfg.reconnect_max)
         self._relays = bridges.relay_accounts(PLATFORM)
         self._ran_before: bool | None = None  # whether the database knows an earlier run of this account
         self._positions: dict[str, Position] = {}  # channel id -> last post seen there
@@ -238,35 +237,12 @@ class MattermostAdapter:
 
     # --- lifecycle ----------------------------------------------------------------
     async def run(self) -> None:
-        backoff = BACKOFF_FIRST
-        while not self._stopping.is_set():
-            was_up = False
-            try:
-                self._current = asyncio.create_task(self._connect_once())
-                reason = await self._current
-                was_up = True
-            except FatalMattermostError:
-                raise
-            except asyncio.CancelledError:
-                if self._stopping.is_set():
-                    return  # stop() cut the connection short
-                raise
-            except Exception as err:  # server down, restarting, network trouble
-                reason = short_error(err)
-            finally:
-                self.ready.clear()
-            if self._stopping.is_set():
-                return
-            if was_up:
-                backoff = BACKOFF_FIRST
-            log.warning("mattermost: %s; reconnecting in %.0f s", reason, backoff)
-            await pause_unless_stopped(self._stopping, backoff)
-            backoff = min(backoff * 2, self.cfg.reconnect_max)
+        await self._connection.run(self._connect_once)
 
     async def stop(self) -> None:
         """Stop listening, let answers in progress finish, then close the HTTP client."""
-        self._stopping.set()
-        await wind_down(self._current, self._tasks)
+        await self._connection.stop()
+        await self.inbox.drain()
         if self._save_soon is not None:
             self._save_soon.cancel()
             await asyncio.gather(self._save_soon, return_exceptions=True)
@@ -308,6 +284,12 @@ class MattermostAdapter:
         """One connection: log in, authenticate the websocket, take events until it closes
         or stops answering. Returns why it ended, once it got as far as `hello` (the next
         reconnect then starts with a short wait)."""
+        try:
+            return await self._connection_lifetime()
+        finally:
+            self.ready.clear()
+
+    async def _connection_lifetime(self) -> str:
         await self.login()
         scheme = "wss" if self.cfg.scheme == "https" else "ws"
         url = f"{scheme}://{self.cfg.host}:{self.cfg.port}/api/v4/websocket"
@@ -447,20 +429,18 @@ class MattermostAdapter:
         msg = Message(platform=PLATFORM, room=channel.id, sender=resolved.identity, text=text,
                       direct=channel.type == "D", mentions_bot=named or self._mentioned(mentions, text),
                       thread=str(post.get("root_id") or "") or None, message_id=str(post["id"]))
-        if self.bot.router.command_text(msg.text, direct=msg.direct, mentioned=msg.mentions_bot) is None:
-            return  # channel chatter
-        age = time.time() - _int(post.get("create_at")) / 1000
-        if caught_up and age > self.cfg.catch_up_max_age:
-            log.info("mattermost: not answering %s from %s in %s: posted %.0f s ago, while the bot was away "
-                     "(catch_up_max_age = %.0f s)", post["id"], resolved.identity.user, _channel_label(channel),
-                     age, self.cfg.catch_up_max_age)
-            return
-        # Claimed before it runs: a duplicate delivery finds the claim and skips it.
-        if not await asyncio.to_thread(self.state.take, PLATFORM, msg.message_id):
-            return
-        task = asyncio.create_task(self._answer(msg))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+
+        def young_enough() -> bool:
+            age = time.time() - _int(post.get("create_at")) / 1000
+            if caught_up and age > self.cfg.catch_up_max_age:
+                log.info("mattermost: not answering %s from %s in %s: posted %.0f s ago, while the bot was away "
+                         "(catch_up_max_age = %.0f s)", post["id"], resolved.identity.user, _channel_label(channel),
+                         age, self.cfg.catch_up_max_age)
+                return False
+            return True
+        # A duplicate delivery (the websocket and the catch-up both) finds the claim.
+        if await self.inbox.take(msg, admit=young_enough):
+            self.inbox.spawn(self._answer(msg))
 
     # --- catching up ------------------------------------------------------------------
     async def _catch_up(self) -> None:
@@ -621,8 +601,8 @@ class MattermostAdapter:
     # --- answering ------------------------------------------------------------------
     async def _answer(self, msg: Message) -> None:
         root = msg.thread or msg.message_id or ""  # a thread's replies all hang off its root post
-        await answer_with_progress(
-            self.bot, msg, self.cfg.progress_after,
+        await self.inbox.answer(
+            msg, self.cfg.progress_after,
             acknowledge=lambda: self._create_post(msg.room, root, escape_markdown(self.bot.progress_text(msg.message_id))),
             deliver=lambda reply, ack_id: self._deliver(msg.room, root, reply, ack_id),
             update=self._progress,
@@ -776,43 +756,3 @@ def _json_list(value: Any) -> list[str]:
     except ValueError:
         return []
     return [str(i) for i in items] if isinstance(items, list) else []
-
-
-# --- rendering ----------------------------------------------------------------------
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_~\[\]<>|#])")
-_GROUP_MENTION = re.compile(r"@(channel|all|here)\b", re.IGNORECASE)
-ZWSP = "\u200b"
-
-
-def escape_markdown(text: str) -> str:
-    """Prose that may echo what a user typed: no markup, and no mention. `@channel` in an
-    answer would notify the whole channel, so every @ gets an invisible space after it."""
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", text).replace("@", "@" + ZWSP)
-
-
-def code_block(text: str) -> str:
-    """Verbatim text in a fence longer than any run of backticks inside it, so device output
-    cannot close the block early. Group mentions are defused even here: the server looks for
-    them in text it does not recognise as code."""
-    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
-    fence = "`" * max(3, longest + 1)
-    body = _GROUP_MENTION.sub("@" + ZWSP + r"\1", text)
-    return f"{fence}\n{body}\n{fence}"
-
-
-def render_markdown(result: Result) -> str:
-    """Mattermost Markdown: the summary (bold unless all went well), notes as prose, tables
-    and device output in code blocks, which every client aligns the same way."""
-    head = escape_markdown(STATUS_MARK[result.status] + result.summary)
-    out = [head if result.status == Status.OK else f"**{head}**"]
-    for part in result.parts:
-        if isinstance(part, Note):
-            out.append(escape_markdown(part.text))
-        elif isinstance(part, TextBlock):
-            if part.title:
-                out.append(f"*{escape_markdown(part.title)}*")
-            out.append(code_block(part.text.rstrip("\n")))
-        elif isinstance(part, Table):
-            out.append(code_block("\n".join(table_lines(part))))
-    return "\n\n".join(out)
-

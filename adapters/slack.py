@@ -76,13 +76,14 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from adapters.bridges import BridgeResolver, Resolved
-from adapters.common import answer_with_progress, pause_unless_stopped, short_error
+from adapters.common import Backoff, short_error
 from chatbot.bot import Bot
 from chatbot.config import ConfigError
 from chatbot.errors import UserError
 from chatbot.message import Message, Reply
-from chatbot.render import STATUS_MARK, Attachment, render_text, split_attachments, table_lines
-from chatbot.results import Note, Result, Status, TextBlock
+from chatbot.inbox import Inbox
+from chatbot.render import Attachment, escape_mrkdwn, render_mrkdwn, render_text, split_attachments
+from chatbot.results import Note, Result
 from chatbot.secrets import resolve_secret
 from chatbot.state import ChatState
 
@@ -90,7 +91,6 @@ log = logging.getLogger(__name__)
 sdk_log = logging.getLogger(__name__ + ".socket_mode")
 
 PLATFORM = "slack"
-BACKOFF_FIRST, BACKOFF_MAX = 1.0, 60.0
 SECRETS = ("app_token", "bot_token")
 CLOSE_TIMEOUT = 1.0  # seconds an old socket gets for its close reply (aiohttp would wait 10)
 # Errors no retry can fix: the token is wrong, revoked, of the wrong kind, or lacks a scope.
@@ -197,13 +197,13 @@ class SlackAdapter:
         self._stopping = asyncio.Event()
         self._fatal: FatalSlackError | None = None
         self._fatal_event = asyncio.Event()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self.inbox = Inbox(bot, state, PLATFORM)
         self._im_user: dict[str, str | None] = {}  # channel -> the person of the bot's DM, None if not one
 
     @property
     def in_flight(self) -> int:
         """Envelopes being handled or answered right now."""
-        return len(self._tasks)
+        return self.inbox.in_flight
 
     # --- lifecycle ----------------------------------------------------------------
     async def run(self) -> None:
@@ -212,7 +212,7 @@ class SlackAdapter:
         # chat.postMessage allows about one message per second and channel: a burst of
         # answers waits for Slack's Retry-After instead of failing, within the command timeout
         self.web.retry_handlers.append(_RateLimitRetry(self.bot.context.config.limits.command_timeout))
-        backoff = BACKOFF_FIRST
+        backoff = Backoff(self._stopping)
         while not self._stopping.is_set():  # Slack unreachable: retry; token refused: stop
             try:
                 await self._whoami()
@@ -220,9 +220,8 @@ class SlackAdapter:
             except FatalSlackError:
                 raise
             except Exception as err:
-                log.warning("slack: auth.test failed (%s); retrying in %.0f s", short_error(err), backoff)
-                await self._pause(backoff)
-                backoff = min(backoff * 2, BACKOFF_MAX)
+                log.warning("slack: auth.test failed (%s); retrying in %.0f s", short_error(err), backoff.seconds)
+                await backoff.pause()
         if self._stopping.is_set():
             return
         self.web.on_refused = self._on_refused
@@ -247,8 +246,7 @@ class SlackAdapter:
         self._stopping.set()
         if self.socket is not None and not self.socket.closed:
             await self.socket.close()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.inbox.drain()
 
     async def _whoami(self) -> None:
         assert self.web is not None
@@ -282,9 +280,6 @@ class SlackAdapter:
             log.error("%s", err)
             self._fatal = err
             self._fatal_event.set()
-
-    async def _pause(self, seconds: float) -> None:
-        await pause_unless_stopped(self._stopping, seconds)
 
     # --- the socket -----------------------------------------------------------------
     async def _on_frame(self, frame: WSMessage) -> None:
@@ -322,16 +317,11 @@ class SlackAdapter:
             log.warning("slack: Slack is holding back this app's events in team %s for a minute "
                         "(app_rate_limited): commands sent then are lost", req.payload.get("team_id"))
         elif req.type == "events_api":
-            self._spawn(self._on_event(req.payload))
+            self.inbox.spawn(self._on_event(req.payload))
         elif req.type == "slash_commands":
-            self._spawn(self._on_slash(req.payload, req.envelope_id))
+            self.inbox.spawn(self._on_slash(req.payload, req.envelope_id))
         else:
             log.debug("slack: ignoring a %s envelope", req.type)
-
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     # --- incoming -------------------------------------------------------------------
     async def _on_event(self, payload: dict[str, Any]) -> None:
@@ -349,17 +339,16 @@ class SlackAdapter:
         msg = Message(platform=PLATFORM, room=channel, sender=resolved.identity, text=text, direct=direct,
                       mentions_bot=named or kind == "app_mention" or f"<@{self.user_id}>" in text,
                       thread=event.get("thread_ts"), message_id=ts)
-        if self.bot.router.command_text(msg.text, direct=msg.direct, mentioned=msg.mentions_bot) is None:
-            return  # chatter
-        if not direct and not _matches(channel, self.cfg.allowed_channels):
+
+        def allowed() -> bool:
+            if direct or _matches(channel, self.cfg.allowed_channels):
+                return True
             log.info("slack: not answering %s in %s: not in allowed_channels", account, channel)
-            return
-        # Claimed before it runs: a redelivered envelope, or the app_mention and message
-        # events of one message, find the claim and stop here.
-        if not await asyncio.to_thread(self.state.take, PLATFORM, f"{channel}:{ts}"):
-            log.debug("slack: %s:%s was taken on before", channel, ts)
-            return
-        await self._answer(msg, Target(channel, event.get("thread_ts") or ts))
+            return False
+        # A redelivered envelope, or the app_mention and message events of one message,
+        # find the claim (by channel and ts) and stop here.
+        if await self.inbox.take(msg, key=f"{channel}:{ts}", admit=allowed):
+            await self._answer(msg, Target(channel, event.get("thread_ts") or ts))
 
     def _sender(self, event: dict[str, Any]) -> str | None:
         """The account a message event speaks for, or None when it is not to be read."""
@@ -397,7 +386,8 @@ class SlackAdapter:
             return
         if not channel or not user:
             return
-        if not await asyncio.to_thread(self.state.take, PLATFORM, f"slash:{payload.get('trigger_id') or envelope_id}"):
+        # every slash command is for us: claimed at once, by its trigger
+        if not await self.inbox.claim(f"slash:{payload.get('trigger_id') or envelope_id}"):
             return
         text = plain_text(payload.get("text") or "").strip() or "help"
         response_url = payload.get("response_url") or None
@@ -408,7 +398,7 @@ class SlackAdapter:
         resolved = self.bridges.resolve(PLATFORM, user, text, payload.get("user_name") or "")
         msg = Message(platform=PLATFORM, room=channel, sender=resolved.identity, text=resolved.text, direct=direct,
                       mentions_bot=True, message_id=payload.get("trigger_id") or envelope_id)
-        header = f"<@{user}> `{_escape(command + ' ' + text).replace('`', chr(0x2032))}`"
+        header = f"<@{user}> `{escape_mrkdwn(command + ' ' + text).replace('`', chr(0x2032))}`"
         await self._answer(msg, Target(channel, None, header, response_url))
 
     async def _im_user_of(self, channel: str) -> str | None:
@@ -428,16 +418,16 @@ class SlackAdapter:
 
     # --- answering ------------------------------------------------------------------
     async def _answer(self, msg: Message, target: Target) -> None:
-        await answer_with_progress(
-            self.bot, msg, self.cfg.progress_after,
-            acknowledge=lambda: self._post(target, _escape(self.bot.progress_text(msg.message_id))),
+        await self.inbox.answer(
+            msg, self.cfg.progress_after,
+            acknowledge=lambda: self._post(target, escape_mrkdwn(self.bot.progress_text(msg.message_id))),
             deliver=lambda reply, ack: self._deliver(target, reply, ack),
             update=lambda ack, text: self._progress(target, ack, text),
         )
 
     async def _progress(self, target: Target, ack_ts: str, text: str) -> None:
         if ack_ts != EPHEMERAL and self.web is not None:  # an ephemeral note cannot be edited
-            await self.web.chat_update(channel=target.channel, ts=ack_ts, text=self._with_header(target, _escape(text)))
+            await self.web.chat_update(channel=target.channel, ts=ack_ts, text=self._with_header(target, escape_mrkdwn(text)))
 
     async def _deliver(self, target: Target, reply: Reply, ack_ts: str | None) -> None:
         assert self.web is not None
@@ -474,7 +464,7 @@ class SlackAdapter:
                 names = ", ".join(a.filename for a in files[number:])
                 log.info("slack: cannot share files in %s (%s)", target.channel, err.response.get("error"))
                 await self.web.chat_postMessage(channel=target.channel, thread_ts=target.thread_ts or ts,
-                                                text=_escape(f"({names} not sent: invite the bot to this channel "
+                                                text=escape_mrkdwn(f"({names} not sent: invite the bot to this channel "
                                                              "to get files.)"))
                 return
 
@@ -584,7 +574,7 @@ class _SocketModeClient(SocketModeClient):
         self._on_fatal = on_fatal
         self._closing = asyncio.Event()
         self._retiring: set[asyncio.Future[None]] = set()
-        self._crowded = 0.0  # the backoff after too_many_websockets
+        self._crowded = Backoff(self._closing)  # the wait after too_many_websockets
 
     async def issue_new_wss_url(self) -> str:
         try:
@@ -613,7 +603,7 @@ class _SocketModeClient(SocketModeClient):
     async def connect(self) -> None:
         """Open a new connection, make it the current one, then close the old one:
         make-before-break, so no slash command finds the bot without a socket."""
-        backoff = BACKOFF_FIRST
+        backoff = Backoff(self._closing)
         while not self.closed:
             try:
                 if self.aiohttp_client_session.closed:
@@ -627,12 +617,9 @@ class _SocketModeClient(SocketModeClient):
             except Exception as err:
                 if self.closed:
                     return
-                self.logger.warning("slack: connecting failed (%s); retrying in %.0f s", short_error(err), backoff)
-                try:
-                    await asyncio.wait_for(self._closing.wait(), backoff)
-                except asyncio.TimeoutError:
-                    pass
-                backoff = min(backoff * 2, BACKOFF_MAX)
+                self.logger.warning("slack: connecting failed (%s); retrying in %.0f s", short_error(err),
+                                    backoff.seconds)
+                await backoff.pause()
                 continue
             old = self.current_session
             self.current_session = session
@@ -679,46 +666,19 @@ class _SocketModeClient(SocketModeClient):
         if reason == "too_many_websockets":
             # Slack allows 10 connections per app; this one is refused. Reconnecting at
             # once would only add to the crowd.
-            self._crowded = min(max(self._crowded * 2, BACKOFF_FIRST), BACKOFF_MAX)
             self.logger.warning("slack: Slack refuses this connection: too many open for this app "
                                 "(too_many_websockets; is another copy of the bot running with this app "
-                                "token?); reconnecting in %.0f s", self._crowded)
+                                "token?); reconnecting in %.0f s", self._crowded.seconds)
             self.auto_reconnect_enabled = False  # its close must not reconnect at once
-            try:
-                await asyncio.wait_for(self._closing.wait(), self._crowded)
-            except asyncio.TimeoutError:
-                pass
+            await self._crowded.pause()
             self.auto_reconnect_enabled = self.default_auto_reconnect_enabled
         elif reason is not None:
-            self._crowded = 0.0
+            self._crowded.reset()
         await super().run_message_listeners(message, raw_message)
 
     async def close(self) -> None:
         self._closing.set()
         await super().close()
-
-
-# --- rendering ---------------------------------------------------------------------------
-def render_mrkdwn(result: Result, prefix: str = "") -> str:
-    """Slack mrkdwn: the summary (bold unless all went well), notes as lines, tables and
-    device output in ``` blocks, which every client aligns the same way. &, < and > are
-    escaped everywhere, as Slack requires (a raw < would start a link or a mention)."""
-    head = _escape(prefix + STATUS_MARK[result.status] + result.summary)
-    out = [f"*{head}*" if result.status is not Status.OK and head.strip() else head]
-    for part in result.parts:
-        if isinstance(part, Note):
-            out.append(_escape(part.text))
-            continue
-        title = part.title if isinstance(part, TextBlock) else None
-        body = part.text.rstrip("\n") if isinstance(part, TextBlock) else "\n".join(table_lines(part))
-        if title:
-            out.append(f"_{_escape(title)}_")
-        out.append("```\n" + _escape(body).replace("```", "`\u200b``") + "\n```")
-    return "\n".join(out)
-
-
-def _escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 # Slack's control sequences: <@U…>, <#C…|name>, <!here>, <scheme:…|label>. Anything else

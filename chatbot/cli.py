@@ -218,10 +218,12 @@ def _lab_secrets() -> dict[str, str]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from adapters.registry import configured, section_names
+
     config = load_config(args.config)
-    platforms = [name for name in ("matrix", "mattermost", "slack") if getattr(config, name) is not None]
+    platforms = [platform.name for platform in configured(config)]
     if not platforms:
-        raise UserError(f"{args.config}: no chat platform configured: add [matrix], [mattermost] or [slack]; "
+        raise UserError(f"{args.config}: no chat platform configured: add {section_names()}; "
                         f"to chat in this terminal use: chatbot shell --config {args.config}")
     if not config.inventory.lab:
         return asyncio.run(serve(config))
@@ -240,7 +242,7 @@ async def serve(config: Config, lab: "LabAccess | None" = None) -> int:
     import signal
 
     from adapters.bridges import BridgeResolver
-    from adapters.matrix import MatrixAdapter, load_matrix_config
+    from adapters.registry import configured
     from chatbot.app import build_bot
     from chatbot.audit import AuditLog, make_engine
     from chatbot.state import ChatState
@@ -248,20 +250,10 @@ async def serve(config: Config, lab: "LabAccess | None" = None) -> int:
     engine = make_engine(config.bot.database)
     bot = build_bot(config, lab, audit=AuditLog(engine))
     bridges = BridgeResolver(config.bridges)
-    adapters = []
     state = ChatState(engine)
     # Claims only guard against replays, which come within minutes: keep them as long as the audit.
     await asyncio.to_thread(state.forget_older_than, config.audit.retention_days)
-    if config.matrix is not None:
-        adapters.append(MatrixAdapter(bot, load_matrix_config(config.matrix), state, bridges))
-    if config.mattermost is not None:
-        from adapters.mattermost import MattermostAdapter, load_mattermost_config
-
-        adapters.append(MattermostAdapter(bot, load_mattermost_config(config.mattermost), state, bridges))
-    if config.slack is not None:
-        from adapters.slack import SlackAdapter, load_slack_config
-
-        adapters.append(SlackAdapter(bot, load_slack_config(config.slack), state, bridges))
+    adapters = [p.adapter(bot, p.load_config(config), state, bridges) for p in configured(config)]
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -318,27 +310,17 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def _chat_configs(config: Config) -> list[tuple[str, Callable[[], str | None]]]:
-    """Each configured chat platform, its settings validated now, with its reachability probe."""
-    from adapters import reachability
+    """Each configured chat platform, its settings validated and its secrets read now,
+    with its reachability probe."""
+    import functools
+
+    from adapters.registry import configured
 
     probes: list[tuple[str, Callable[[], str | None]]] = []
-    if config.matrix is not None:
-        from adapters.matrix import load_matrix_config
-
-        matrix = load_matrix_config(config.matrix)
-        matrix.secret("password")
-        probes.append(("matrix", lambda: reachability.matrix_problem(matrix)))
-    if config.mattermost is not None:
-        from adapters.mattermost import load_mattermost_config
-
-        mattermost = load_mattermost_config(config.mattermost)
-        probes.append(("mattermost", lambda: reachability.mattermost_problem(mattermost)))
-    if config.slack is not None:
-        from adapters.slack import load_slack_config
-
-        slack = load_slack_config(config.slack)
-        slack.tokens()  # reads both secrets, checks their kinds
-        probes.append(("slack", lambda: reachability.slack_problem(slack)))
+    for platform in configured(config):
+        settings = platform.load_config(config)
+        platform.read_secrets(settings)
+        probes.append((platform.name, functools.partial(platform.problem, settings)))
     return probes
 
 

@@ -1,9 +1,13 @@
-"""Rendering results as plain text: the console's format, and the fallback body that
-rich chat formats (Matrix HTML, Markdown) carry alongside their markup."""
+"""Every platform's rendering of a result, in one place: plain text (the console, and
+the fallback body that rich formats carry alongside their markup), HTML (Matrix),
+Markdown (Mattermost) and mrkdwn (Slack). Each puts tables and device output in
+preformatted blocks, which every client aligns the same way, and escapes what a user
+or a device may have typed so it can neither format nor notify."""
 
 from __future__ import annotations
 
 import html
+import re
 from dataclasses import dataclass
 
 from chatbot.results import Note, Part, Result, Status, Table, TextBlock
@@ -66,6 +70,68 @@ def render_html(result: Result) -> str:
             if title:
                 out.append(f"<p><em>{html.escape(title)}</em></p>")
             out.append(f"<pre><code>{html.escape(body)}</code></pre>")
+    return "\n".join(out)
+
+
+# --- Mattermost Markdown --------------------------------------------------------------
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_~\[\]<>|#])")
+_GROUP_MENTION = re.compile(r"@(channel|all|here)\b", re.IGNORECASE)
+ZWSP = "\u200b"
+
+
+def escape_markdown(text: str) -> str:
+    """Prose that may echo what a user typed: no markup, and no mention. `@channel` in an
+    answer would notify the whole channel, so every @ gets an invisible space after it."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", text).replace("@", "@" + ZWSP)
+
+
+def code_block(text: str) -> str:
+    """Verbatim text in a fence longer than any run of backticks inside it, so device output
+    cannot close the block early. Group mentions are defused even here: the server looks for
+    them in text it does not recognise as code."""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    body = _GROUP_MENTION.sub("@" + ZWSP + r"\1", text)
+    return f"{fence}\n{body}\n{fence}"
+
+
+def render_markdown(result: Result) -> str:
+    """Mattermost Markdown: the summary (bold unless all went well), notes as prose, tables
+    and device output in code blocks."""
+    head = escape_markdown(STATUS_MARK[result.status] + result.summary)
+    out = [head if result.status == Status.OK else f"**{head}**"]
+    for part in result.parts:
+        if isinstance(part, Note):
+            out.append(escape_markdown(part.text))
+        elif isinstance(part, TextBlock):
+            if part.title:
+                out.append(f"*{escape_markdown(part.title)}*")
+            out.append(code_block(part.text.rstrip("\n")))
+        elif isinstance(part, Table):
+            out.append(code_block("\n".join(table_lines(part))))
+    return "\n\n".join(out)
+
+
+# --- Slack mrkdwn ------------------------------------------------------------------------
+def escape_mrkdwn(text: str) -> str:
+    """&, < and > as Slack requires everywhere (a raw < would start a link or a mention)."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def render_mrkdwn(result: Result, prefix: str = "") -> str:
+    """Slack mrkdwn: the summary (bold unless all went well), notes as lines, tables and
+    device output in ``` blocks; `prefix` (who is answered) leads the summary."""
+    head = escape_mrkdwn(prefix + STATUS_MARK[result.status] + result.summary)
+    out = [f"*{head}*" if result.status is not Status.OK and head.strip() else head]
+    for part in result.parts:
+        if isinstance(part, Note):
+            out.append(escape_mrkdwn(part.text))
+            continue
+        title = part.title if isinstance(part, TextBlock) else None
+        body = part.text.rstrip("\n") if isinstance(part, TextBlock) else "\n".join(table_lines(part))
+        if title:
+            out.append(f"_{escape_mrkdwn(title)}_")
+        out.append("```\n" + escape_mrkdwn(body).replace("```", "`\u200b``") + "\n```")
     return "\n".join(out)
 
 

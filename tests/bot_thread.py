@@ -9,15 +9,12 @@ import time
 from typing import Any
 
 
-def _adapter(platform: str, bot: Any, config: Any, state: Any, bridges: Any) -> Any:
-    if platform == "matrix":
-        from adapters.matrix import MatrixAdapter, load_matrix_config
-        return MatrixAdapter(bot, load_matrix_config(config.matrix or {}), state, bridges)
-    if platform == "mattermost":
-        from adapters.mattermost import MattermostAdapter, load_mattermost_config
-        return MattermostAdapter(bot, load_mattermost_config(config.mattermost or {}), state, bridges)
-    from adapters.slack import SlackAdapter, load_slack_config
-    return SlackAdapter(bot, load_slack_config(config.slack or {}), state, bridges)
+def _adapter(name: str, bot: Any, config: Any, state: Any, bridges: Any) -> Any:
+    """The adapter as `chatbot run` makes it, through the platform table."""
+    from adapters.registry import BY_NAME
+
+    platform = BY_NAME[name]
+    return platform.adapter(bot, platform.load_config(config), state, bridges)
 
 
 class BotThread:

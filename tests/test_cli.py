@@ -96,9 +96,11 @@ roles = ["operator"]
         bot = subprocess.Popen([sys.executable, "-m", "chatbot", "run", "--config", str(config)], cwd=tmp_path,
                                env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         try:
-            # Slack retries an event sent while no socket is open only a minute later.
-            slack.wait_for(lambda: bot.poll() is not None or slack.open_connections() > 0,
-                           "the bot's socket (or its exit)", timeout=60)
+            def connected() -> bool:
+                assert bot.poll() is None, bot.communicate()[1]
+                return slack.hellos > 0
+            # as on Slack, an event sent while the app has no socket comes again only a minute later
+            slack.wait_for(connected, "the bot's connection", timeout=60)
             ts = slack.user_says("U0ALICE01", "D0ALICE01", "show version all")
 
             def answered() -> list[dict[str, str]]:

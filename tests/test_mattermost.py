@@ -332,7 +332,7 @@ def test_config_errors() -> None:
 
 
 def test_render_markdown() -> None:
-    from adapters.mattermost import ZWSP, render_markdown
+    from chatbot.render import ZWSP, render_markdown
 
     out = render_markdown(Result(Status.DENIED, "show run: @channel may not [x](y) *run*", [
         Note("hi @here"), Table(["a", "b"], [["1", "@all"]]), TextBlock("banner ```\n````` x", "r1 config")]))

@@ -208,7 +208,8 @@ def test_config_errors_are_one_line(tmp_path: Path) -> None:
 
 
 def test_render_mrkdwn_and_incoming_text() -> None:
-    from adapters.slack import plain_text, render_mrkdwn
+    from adapters.slack import plain_text
+    from chatbot.render import render_mrkdwn
     from chatbot.results import Note, Result, Status, Table, TextBlock
 
     text = render_mrkdwn(Result(Status.FAILED, "r1 <down> & out", [
