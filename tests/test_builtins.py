@@ -4,17 +4,21 @@ declare (inline, public), never by their names."""
 from __future__ import annotations
 
 import asyncio
+import sys
+import threading
 
 from chatbot.access_config import build_policy
 from chatbot.audit import AuditLog, make_engine
 from chatbot.bot import Bot, all_permissions
 from chatbot.builtins import builtin_commands
 from chatbot.builtins.call import Call
-from chatbot.commands import command
+from chatbot.commands import ATTRIBUTE, command
 from chatbot.config import Config
 from chatbot.message import Identity, Message
 from chatbot.plugins import commands_in, load_registry
 from chatbot.results import Result, Status
+from chatbot.router import Invocation
+from chatbot.runner import Runner
 from helpers import ask, sample_bot, sample_context
 
 BUILTIN_NAMES = {"help", "whoami", "jobs", "cancel", "audit",
@@ -49,7 +53,7 @@ def test_a_failing_builtin_answers_with_a_reference_instead_of_crashing() -> Non
     def recent(count: int) -> list[dict[str, object]]:
         raise RuntimeError("database went away")
 
-    audit.recent = recent  # type: ignore[method-assign]
+    audit.recent = recent  # type: ignore[method-assign,assignment]
     result = ask(bot, "!audit 5")
     assert result.status is Status.ERROR and result.summary.startswith("audit failed inside the bot (reference ")
 
@@ -61,7 +65,7 @@ async def mine(call: Call) -> Result:
 
 def test_a_plugin_may_declare_an_inline_public_command_as_the_builtins_do() -> None:
     registry = load_registry()
-    for cmd in commands_in(__import__(__name__)):
+    for cmd in commands_in(sys.modules[__name__]):
         registry.add(cmd)
     ctx = sample_context()
     bot = Bot(registry, ctx, build_policy(ctx.config, all_permissions(registry), ctx.inventory))
@@ -70,3 +74,28 @@ def test_a_plugin_may_declare_an_inline_public_command_as_the_builtins_do() -> N
     reply = asyncio.run(bot.handle(msg))
     assert reply is not None and reply.result.status is Status.OK, reply
     assert reply.result.summary == "matrix:@eve:x in matrix:!r:x, 0 jobs"
+
+
+def test_the_runner_times_out_async_and_threaded_commands_alike() -> None:
+    release = threading.Event()
+    never = asyncio.Event()
+
+    @command("stuck thread", summary="blocks its thread", timeout=0.05)
+    def stuck_thread(ctx: object) -> Result:
+        release.wait(30)
+        return Result(Status.OK, "released")
+
+    @command("stuck loop", summary="waits on the loop", timeout=0.05, inline=True)
+    async def stuck_loop(call: object) -> Result:
+        await never.wait()
+        return Result(Status.OK, "never")
+
+    runner = Runner(sample_context(), command_timeout=60)
+    try:
+        for func in (stuck_thread, stuck_loop):
+            cmd = getattr(func, ATTRIBUTE)
+            result = asyncio.run(runner.run(Invocation(cmd, {}, cmd.name)))
+            assert result.status is Status.FAILED and result.summary == f"{cmd.name} did not finish within 0.05 s"
+    finally:
+        release.set()
+        runner.executor.shutdown(wait=True)
