@@ -15,7 +15,6 @@ from chatbot.wording import plural
 
 MONITORS_PER_PAGE = 20
 MONITOR_ADD = "monitor add"
-NOT_RUNNING = Result(Status.FAILED, "monitoring is not running in this bot")
 
 
 @command(
@@ -38,7 +37,7 @@ async def add_monitor(call: Call, kind: str, targets: str, every: str, to: str |
     # `options` are the check's own: command, expect, reject, below and severity.
     service = call.bot.monitors
     if service is None:
-        return NOT_RUNNING
+        return _not_running()
     given = {name: value for name, value in options.items() if value}
     # The asking room is a platform's own id (the terminal's is "console"): always
     # qualify it; a `to` room may already name its platform.
@@ -70,7 +69,7 @@ async def add_monitor(call: Call, kind: str, targets: str, every: str, to: str |
 async def list_monitors(call: Call, page: int) -> Result:
     service = call.bot.monitors
     if service is None:
-        return NOT_RUNNING
+        return _not_running()
     monitors = await asyncio.to_thread(service.all)
     if not monitors:
         return Result(Status.OK, "no monitors")
@@ -109,7 +108,7 @@ async def resume_monitor(call: Call, monitor_id: str) -> Result:
 async def _change(call: Call, monitor_id: str, verb: str) -> Result:
     service = call.bot.monitors
     if service is None:
-        return NOT_RUNNING
+        return _not_running()
     monitor = await asyncio.to_thread(service.get, monitor_id)
     if monitor is None:
         return invalid(f"no monitor {monitor_id[:16]}; see {call.prefix}monitor list")
@@ -125,6 +124,10 @@ async def _change(call: Call, monitor_id: str, verb: str) -> Result:
         await asyncio.to_thread(service.set_paused, monitor.id, verb == "pause")
     done = {"remove": "removed", "pause": "paused", "resume": "resumed"}[verb]
     return Result(Status.OK, f"monitor {monitor.id} ({service.describe(monitor)}) {done}")
+
+
+def _not_running() -> Result:
+    return Result(Status.FAILED, "monitoring is not running in this bot")
 
 
 def _monitor_state(service: MonitorService, monitor: Monitor) -> str:
