@@ -48,6 +48,7 @@ async def add_monitor(call: Call, kind: str, targets: str, every: str, to: str |
     # A bad definition is a UserError: the runner answers it with the usage.
     monitor = await asyncio.to_thread(service.build, kind, targets, given, every=every, room=room,
                                       owner=call.principal.name, after=after)
+    # The devices are known only once the check has read its targets: ask the policy again.
     inventory = call.bot.context.inventory.devices
     devices = list(monitor.options.get("devices") or
                    [label for label, _ in monitor.options.get("targets", []) if label in inventory])
