@@ -22,8 +22,9 @@ async def help_command(call: Call, topic: str | None) -> Result:
     if topic:
         return _help_for(call, topic)
     prefix = call.prefix
-    public = {c.name: c for c in call.bot.registry if c.public}
-    own = [c for c in call.bot.registry if not c.public and call.may_run(c)]
+    commands = list(call.bot.registry)
+    public = {c.name: c for c in commands if c.public}
+    own = [c for c in commands if not c.public and call.may_run(c)]
     first = [public[n] for n in FIRST if n in public]
     last = [public[n] for n in LAST if n in public] + [c for n, c in public.items() if n not in FIRST + LAST]
     rows = [[f"{prefix}{c.usage()}", c.summary] for c in first]
