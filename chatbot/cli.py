@@ -398,13 +398,15 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 
 def _since(text: str) -> datetime:
-    import re
     from datetime import timedelta, timezone
 
-    m = re.fullmatch(r"(\d+)([mhd])", text)
-    if m:
-        unit = {"m": "minutes", "h": "hours", "d": "days"}[m.group(2)]
-        return datetime.now(timezone.utc) - timedelta(**{unit: int(m.group(1))})
+    from chatbot.durations import parse_duration
+    from chatbot.errors import ArgumentError
+
+    try:
+        return datetime.now(timezone.utc) - timedelta(seconds=parse_duration(text, unit_required=True))
+    except ArgumentError:
+        pass  # not a duration: a date, then
     try:
         day = datetime.fromisoformat(text)
     except ValueError:

@@ -27,6 +27,13 @@ class Command:
     details: str = ""
     # Seconds the whole command may take before the user is told it timed out.
     timeout: float | None = None
+    # The bot's own commands (chatbot/builtins) answer at once on the event loop instead of
+    # running as a job (no job id, queue or rate limit); their async handler gets a
+    # chatbot.builtins.call.Call, the asker and the bot's services, not a TaskContext.
+    inline: bool = False
+    # Anyone may run it, because it shows or touches only the asker's own things; its
+    # permission still names it in roles.
+    public: bool = False
 
     @property
     def words(self) -> tuple[str, ...]:
@@ -46,12 +53,14 @@ class Command:
 
 def command(name: str, *, summary: str, params: list[Param] | None = None,
             permission: str | None = None, aliases: list[str] | None = None,
-            examples: list[str] | None = None, timeout: float | None = None
+            examples: list[str] | None = None, timeout: float | None = None,
+            inline: bool = False, public: bool = False
             ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Mark a function as the handler of chat command `name`.
 
     The handler is called as handler(ctx, **arguments) with each Param's parsed value,
-    runs in a worker thread, and returns a chatbot.results.Result.
+    runs in a worker thread, and returns a chatbot.results.Result. `inline` and `public`
+    are for the bot's own commands (see Command).
     """
 
     def mark(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -65,6 +74,8 @@ def command(name: str, *, summary: str, params: list[Param] | None = None,
             examples=tuple(examples or ()),
             details=inspect.cleandoc(func.__doc__ or ""),
             timeout=timeout,
+            inline=inline,
+            public=public,
         ))
         return func
 

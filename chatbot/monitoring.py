@@ -16,7 +16,6 @@ import asyncio
 import contextvars
 import json
 import logging
-import re
 import secrets
 import threading
 import time
@@ -32,6 +31,7 @@ from sqlalchemy import Boolean, Column, Float, Integer, MetaData, String, Table,
 from sqlalchemy.engine import Engine
 
 from chatbot.context import TaskContext
+from chatbot.durations import format_duration, format_elapsed, parse_duration
 from chatbot.errors import ArgumentError
 from chatbot.limits import background_work
 from chatbot.results import Result, Status, Table as ResultTable
@@ -131,7 +131,7 @@ class Monitor:
     def describe(self, kind: CheckKind | None = None) -> str:
         """'show r1 command show clock expect /x/ every 5m': what it watches, in chat words."""
         opts = kind.describe_spec(self.options) if kind is not None else ""
-        words = [self.kind, self.targets, opts, f"every {format_interval(self.interval)}"]
+        words = [self.kind, self.targets, opts, f"every {format_duration(self.interval)}"]
         return " ".join(w for w in words if w)
 
     def same_watch(self, other: Monitor) -> bool:
@@ -142,23 +142,6 @@ class Monitor:
 
 def _canonical(options: dict[str, Any]) -> str:
     return json.dumps(options, sort_keys=True)
-
-
-_DURATION = re.compile(r"^(\d{1,6})([smhd]?)$")
-
-
-def parse_interval(text: str) -> float:
-    m = _DURATION.match(text.strip().lower())
-    if not m:
-        raise ArgumentError(f"'{text[:20]}' is not an interval; write 30s, 1m, 5m or 1h")
-    return int(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
-
-
-def format_interval(seconds: float) -> str:
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size and seconds % size == 0:
-            return f"{int(seconds // size)}{unit}"
-    return f"{seconds:g}s"
 
 
 Notifier = Callable[[str, Result], Awaitable[None]]  # (room without platform, result)
@@ -276,14 +259,14 @@ class MonitorService:
         unknown = set(options) - set(check.options)
         if unknown:
             raise ArgumentError(f"{kind} checks take no '{sorted(unknown)[0]}'")
-        interval = parse_interval(every)
+        interval = parse_duration(every)
         if interval < self.min_interval:
-            raise ArgumentError(f"checks run at most every {format_interval(self.min_interval)}")
+            raise ArgumentError(f"checks run at most every {format_duration(self.min_interval)}")
         spec = check.validate(self.context, targets, options)
         if ":" not in room:
             raise ArgumentError(f"'{room}' is not a room (platform:room)")
         return Monitor(monitor_id or secrets.token_hex(3), kind, targets, spec, interval, room, owner,
-                       after=max(1, after), remind_every=parse_interval(remind_every))
+                       after=max(1, after), remind_every=parse_duration(remind_every))
 
     def add(self, monitor: Monitor) -> None:
         """A monitor from chat: refused (MonitorRefused) when it duplicates one, or when its
@@ -431,9 +414,9 @@ class MonitorService:
                 continue
             rows.append([target, "DOWN", outcome.detail])
         for target, outcome, duration in sorted(reminders):
-            rows.append([target, "still down", f"for {_duration(duration)}: {outcome.detail}"])
+            rows.append([target, "still down", f"for {format_elapsed(duration)}: {outcome.detail}"])
         for target, _, duration in sorted(ups):
-            rows.append([target, "up", f"back after {_duration(duration)}"])
+            rows.append([target, "up", f"back after {format_elapsed(duration)}"])
         if downs:
             parts.append(f"{len(downs)} down" + (f" (site {', '.join(sorted(dark_sites))} dark)" if dark_sites else ""))
         if reminders:
@@ -481,15 +464,6 @@ def _monitor(row: Any) -> Monitor:
     return Monitor(id=row["id"], kind=row["kind"], targets=row["targets"], options=json.loads(row["options"]),
                    interval=row["interval"], room=row["room"], owner=row["owner"], after=row["after"],
                    remind_every=row["remind_every"], paused=row["paused"], source=row["source"])
-
-
-def _duration(seconds: float) -> str:
-    seconds = int(seconds)
-    if seconds < 90:
-        return f"{seconds} s"
-    if seconds < 5400:
-        return f"{seconds // 60} min"
-    return f"{seconds // 3600} h {seconds % 3600 // 60} min"
 
 
 def load_check_kinds(package: str = "tasks") -> dict[str, CheckKind]:

@@ -35,7 +35,8 @@ import tasks.ping
 import tasks.show
 import tasks.traceroute
 from chatbot.audit import AuditLog, make_engine
-from chatbot.bot import ALWAYS_ALLOWED, BUILTINS, Bot
+from chatbot.bot import Bot
+from chatbot.builtins import builtin_commands
 from chatbot.config import DEFAULT_PIPES, DEFAULT_SHOW_COMMANDS
 from chatbot.message import Identity, Message
 from chatbot.plugins import load_registry
@@ -194,7 +195,7 @@ def probe_problems(rec: Recorder, ping_count_max: int) -> list[str]:
 # --- strategies -----------------------------------------------------------------------------
 
 _REGISTRY = load_registry()
-SPELLINGS = sorted({" ".join(s) for s, _ in _REGISTRY.spellings()} | set(BUILTINS))
+SPELLINGS = sorted({" ".join(s) for s, _ in _REGISTRY.spellings()} | {c.name for c in builtin_commands()})
 COMMAND_WORDS = sorted({w for s in SPELLINGS for w in s.split()})
 SHOW_WORDS = sorted({w for c in DEFAULT_SHOW_COMMANDS for w in c.split()[1:]}
                     | {"running-config", "startup-config", "tech-support", "run", "configuration"})
@@ -390,7 +391,7 @@ def test_console_fuzz_nothing_crashes_nothing_unvalidated_reaches_a_device(
 
 def test_matrix_without_grants_reaches_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
     """No [access] section: only the terminal may run commands; a chat platform may ask
-    for help and whoami (ALWAYS_ALLOWED) and gets DENIED or INVALID for everything else."""
+    for help, whoami and their own jobs (the public commands) and gets DENIED or INVALID for everything else."""
     rec = install_recorders(monkeypatch)
     bot = sample_bot(audit=in_memory_audit())
     tally = Tally()
@@ -411,10 +412,10 @@ def test_matrix_without_grants_reaches_nothing(monkeypatch: pytest.MonkeyPatch) 
         if result is None:
             return
         try:
-            name = bot.router.parse(command or "", bot.context).command.name
+            public = bot.router.parse(command or "", bot.context).command.public
         except CommandRejected:
-            name = None
-        if name in ALWAYS_ALLOWED:
+            public = False
+        if public:
             assert result.status in (Status.OK, Status.INVALID), result.summary
         else:
             assert result.status in (Status.DENIED, Status.INVALID), (text, result.status, result.summary)

@@ -258,3 +258,19 @@ def test_config_errors_name_the_line(tmp_path: Path, body: str, message: str) ->
         sample_bot(load_config(path))
     assert f"{path} {message}" in str(err.value) or message in str(err.value)
     assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("commands", [["monitor.*"], ["monitor.list", "monitor add"]])
+def test_roles_name_the_monitor_commands_as_they_name_any_other(tmp_path: Path, commands: list[str]) -> None:
+    # The monitor commands' rights were once "monitor list" (with a space) while every
+    # role pattern is dotted: `monitor.*` matched nothing and the config was refused.
+    path = tmp_path / "bot.toml"
+    path.write_text(f'[access.roles.watcher]\ncommands = {commands!r}\n'.replace("'", '"')
+                    + '[[access.grants]]\nwho = ["*"]\nwhere = ["*"]\nroles = ["watcher"]\n')
+    bot = sample_bot(load_config(path))
+    assert allowed(say(bot, matrix_user("eve"), NETOPS, "!monitor list"))
+    assert say(bot, matrix_user("eve"), NETOPS, "!monitor remove abc123").status is \
+        (Status.DENIED if "monitor.*" not in commands else Status.FAILED)
+    assert say(bot, matrix_user("eve"), NETOPS, "!audit").status is Status.DENIED
+    listed = say(bot, matrix_user("eve"), NETOPS, "!help")
+    assert "!monitor list [page <N>]" in str(listed.parts[0].rows)  # type: ignore[union-attr]
