@@ -154,6 +154,14 @@ _prepared: weakref.WeakSet[Engine] = weakref.WeakSet()
 _prepare_lock = threading.Lock()
 
 
+def include_object(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
+    """Alembic's filter: APScheduler creates and alters its own table, and the bot's
+    migrations (and autogenerate) never touch it."""
+    table = obj if type_ == "table" else getattr(obj, "table", None)
+    table_name = name if type_ == "table" else getattr(table, "name", None)
+    return table_name not in FOREIGN_TABLES
+
+
 def alembic_config(connection: Connection | None = None) -> Any:
     from alembic.config import Config
 

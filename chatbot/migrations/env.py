@@ -10,19 +10,10 @@ repository) with the database given as `-x url=...`:
 
 from __future__ import annotations
 
-from typing import Any
-
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from chatbot.store import FOREIGN_TABLES, make_engine, metadata
-
-
-def include_object(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
-    # APScheduler creates and alters its own table; the bot's migrations never touch it.
-    table = obj if type_ == "table" else getattr(obj, "table", None)
-    table_name = name if type_ == "table" else getattr(table, "name", None)
-    return table_name not in FOREIGN_TABLES
+from chatbot.store import include_object, make_engine, metadata
 
 
 def configure(connection: Connection) -> None:
