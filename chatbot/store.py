@@ -35,7 +35,10 @@ from sqlalchemy import (
     inspect,
 )
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 from sqlalchemy.pool import StaticPool
+
+from chatbot.errors import UserError
 
 metadata = MetaData()
 
@@ -134,7 +137,14 @@ def make_engine(url: str) -> Engine:
     else:
         if url.startswith("sqlite:///"):
             Path(url.removeprefix("sqlite:///")).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url)
+        try:
+            engine = create_engine(url)
+        except (ArgumentError, NoSuchModuleError) as err:
+            raise UserError(f"[bot] database: not a database URL ({type(err).__name__}); "
+                            "use sqlite:///PATH or postgresql+psycopg://USER@HOST/DB") from None
+        except ModuleNotFoundError as err:
+            raise UserError(f"[bot] database: its driver {err.name} is not installed "
+                            "(for PostgreSQL: pip install 'netchatops[postgres]')") from None
     if engine.dialect.name == "sqlite":
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(conn: Any, _record: Any) -> None:
@@ -194,12 +204,16 @@ def prepare(engine: Engine) -> None:
     with _prepare_lock:
         if engine in _prepared:
             return
-        with engine.begin() as conn:
-            # Reading the version is cheap; running Alembic's environment is not.
-            if not (inspect(conn).has_table("alembic_version") and current_revision(conn) == head_revision()):
-                from alembic import command
+        try:
+            with engine.begin() as conn:
+                # Reading the version is cheap; running Alembic's environment is not.
+                if not (inspect(conn).has_table("alembic_version") and current_revision(conn) == head_revision()):
+                    from alembic import command
 
-                command.upgrade(alembic_config(conn), "head")
+                    command.upgrade(alembic_config(conn), "head")
+        except OperationalError as err:  # unreachable, refused, or not writable
+            reason = str(err.orig).strip().splitlines()[0] if err.orig is not None else type(err).__name__
+            raise UserError(f"[bot] database {engine.url.render_as_string(hide_password=True)}: {reason}") from None
         _prepared.add(engine)
 
 

@@ -24,6 +24,7 @@ from sqlalchemy.exc import IntegrityError
 
 from chatbot import store
 from chatbot.audit import AuditEvent, AuditLog
+from chatbot.errors import UserError
 from chatbot.jobs import Job, JobState, JobStore
 from chatbot.state import ChatState
 from chatbot.store import audit_events, include_object, jobs_table, make_engine, metadata
@@ -390,3 +391,20 @@ def test_the_bot_keeps_audit_jobs_and_monitors_in_either_database(database_url: 
     assert ("devices", "done") in [tuple(j) for j in jobs]
     assert {"request", "decision", "job", "result"} <= kinds
     assert scheduled  # the monitor's schedule lives in the same database
+
+
+# --- bad configuration ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("url", ["not a url", "postgresql+nosuchdriver://bot@localhost/bot"])
+def test_a_bad_database_url_is_one_line(url: str) -> None:
+    with pytest.raises(UserError, match=r"^\[bot\] database: not a database URL"):
+        make_engine(url)
+
+
+def test_an_unreachable_database_is_one_line_without_its_password(tmp_path: Path) -> None:
+    pytest.importorskip("psycopg")
+    engine = make_engine(f"postgresql+psycopg://bot:hunter2@/bot?host={tmp_path}&port=5999")
+    with pytest.raises(UserError) as caught:
+        AuditLog(engine)
+    assert "\n" not in str(caught.value) and "hunter2" not in str(caught.value)
+    assert str(caught.value).startswith("[bot] database postgresql+psycopg://bot:***@/bot")
