@@ -28,7 +28,6 @@ from chatbot.results import Note, Part, Result, Status, Table, TextBlock, invali
 from chatbot.router import MIN_ABBREVIATION, CommandRejected, Invocation, Router
 from chatbot.runner import Runner
 from chatbot import store
-from chatbot.store import Write
 from chatbot.wording import plural
 
 log = logging.getLogger(__name__)
@@ -96,7 +95,7 @@ class Request:
     started: float
     # Audit rows (and job rows) not yet written: flushed together, before any work starts.
     pending: list[AuditEvent] = field(default_factory=list)
-    also: list[Write] = field(default_factory=list)
+    also: list[store.Write] = field(default_factory=list)
 
     def event(self, kind: str, **fields: Any) -> AuditEvent:
         ident = self.msg.sender
@@ -321,7 +320,7 @@ class Bot:
         if (events or also) and self.audit is not None:
             await asyncio.to_thread(self._commit, events, also)
 
-    def _commit(self, events: list[AuditEvent], also: list[Write]) -> None:
+    def _commit(self, events: list[AuditEvent], also: list[store.Write]) -> None:
         """One unit of work: the audit rows and the job rows of the same moment."""
         assert self.audit is not None
         store.write(self.audit.engine, [self.audit.write_for(events), *also])
