@@ -33,6 +33,7 @@ from sqlalchemy import (
     create_engine,
     event,
     inspect,
+    text,
 )
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
@@ -160,6 +161,7 @@ def make_engine(url: str) -> Engine:
 
 MIGRATIONS = "chatbot:migrations"  # Alembic's script_location, as a package resource
 
+MIGRATION_LOCK = 0x6E657462  # PostgreSQL advisory lock key ("netb"), held while migrating
 _prepared: weakref.WeakSet[Engine] = weakref.WeakSet()
 _prepare_lock = threading.Lock()
 
@@ -206,6 +208,12 @@ def prepare(engine: Engine) -> None:
             return
         try:
             with engine.begin() as conn:
+                # Processes that start together migrate one after the other; the lock is
+                # released when this transaction ends.
+                if conn.dialect.name == "postgresql":
+                    conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
+                elif conn.dialect.name == "sqlite":
+                    conn.exec_driver_sql("BEGIN IMMEDIATE")  # SQLite's one writer lock, taken now
                 # Reading the version is cheap; running Alembic's environment is not.
                 if not (inspect(conn).has_table("alembic_version") and current_revision(conn) == head_revision()):
                     from alembic import command

@@ -6,6 +6,9 @@ and the whole bot (audit, jobs, monitors, APScheduler's store) on each backend."
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
@@ -408,3 +411,34 @@ def test_an_unreachable_database_is_one_line_without_its_password(tmp_path: Path
         AuditLog(engine)
     assert "\n" not in str(caught.value) and "hunter2" not in str(caught.value)
     assert str(caught.value).startswith("[bot] database postgresql+psycopg://bot:***@/bot")
+
+
+PREPARE_ON_CUE = """
+import sys
+from chatbot.store import make_engine, prepare
+engine = make_engine(sys.argv[1])
+print("ready", flush=True)
+sys.stdin.readline()  # the cue: every process is loaded, all start at once
+prepare(engine)
+"""
+
+
+def test_processes_starting_at_once_all_migrate(database_url: str, engines: Callable[[str], Engine]) -> None:
+    """Bots (or the bot and `chatbot audit`) start together on a fresh database: one
+    migrates, the others wait for it and find the schema at head."""
+    url = database_url
+    with engines(url).connect():
+        pass  # the file exists (a fresh SQLite file's switch to WAL is a race of its own)
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent))
+    starters = [subprocess.Popen([sys.executable, "-c", PREPARE_ON_CUE, url], env=env, text=True,
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                for _ in range(4)]
+    for process in starters:
+        assert process.stdout is not None and process.stdout.readline() == "ready\n"
+    for process in starters:
+        assert process.stdin is not None
+        process.stdin.write("go\n")
+        process.stdin.flush()
+    failures = [err for _, err in (process.communicate(timeout=60) for process in starters) if err]
+    assert failures == [] and [process.returncode for process in starters] == [0] * len(starters)
+    assert revision(engines(url)) == store.head_revision()
