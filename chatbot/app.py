@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from chatbot.access_config import build_policy
-from chatbot.audit import AuditLog, make_engine
+from chatbot.audit import AuditLog
+from chatbot.store import make_engine
 from chatbot.bot import Bot, all_permissions
 from chatbot.config import ApicConfig, Config
 from chatbot.context import TaskContext

@@ -1,62 +1,23 @@
 """The audit log: every request, decision, job start, per-device outcome and reply
 failure is a row, written before the work it describes goes on (a crash loses nothing).
 
-SQLAlchemy Core on SQLite by default; PostgreSQL works by URL. Writes are small and
-synchronous: callers on the event loop hand them to a thread.
+The table and the database live in `chatbot.store`. Writes are small and synchronous:
+callers on the event loop hand them to a thread.
 """
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 
-from sqlalchemy import (
-    Boolean,
-    Column,
-    DateTime,
-    Float,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    Text,
-    create_engine,
-    delete,
-    event,
-    insert,
-    select,
-)
+from sqlalchemy import delete, insert, select
 from sqlalchemy.engine import Engine
-from sqlalchemy.pool import StaticPool
 
 from chatbot.redact import redact
+from chatbot.store import Write, audit_events, make_engine, prepare, transaction, write
 
-metadata = MetaData()
-
-audit_events = Table(
-    "audit_events",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("at", DateTime(timezone=True), nullable=False, index=True),
-    Column("kind", String(16), nullable=False),  # request, decision, job, device, result, reply_failure
-    Column("request_id", String(32), nullable=False, index=True),
-    Column("user", String(255), nullable=False, index=True),  # the person or resolved identity
-    Column("platform_id", String(255), nullable=False),  # the account that delivered it
-    Column("bridge", String(64)),
-    Column("weak", Boolean, nullable=False, default=False),
-    Column("platform", String(32), nullable=False),
-    Column("room", String(255), nullable=False),
-    Column("command", String(64)),
-    Column("arguments", Text),
-    Column("decision", String(16)),  # allow, deny, invalid
-    Column("job_id", String(32)),
-    Column("device", String(255)),
-    Column("outcome", Text),
-    Column("duration_ms", Float),
-)
+__all__ = ["AuditEvent", "AuditLog", "audit_events", "make_engine"]
 
 MAX_TEXT = 2000
 
@@ -94,41 +55,22 @@ def _row(event: AuditEvent) -> dict[str, Any]:
     return row
 
 
-def make_engine(url: str) -> Engine:
-    if url in ("sqlite://", "sqlite:///:memory:"):
-        # One shared connection, or every thread would see its own empty database.
-        engine = create_engine(url, poolclass=StaticPool, connect_args={"check_same_thread": False})
-    else:
-        if url.startswith("sqlite:///"):
-            Path(url.removeprefix("sqlite:///")).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url)
-    if engine.dialect.name == "sqlite":
-        @event.listens_for(engine, "connect")
-        def _sqlite_pragmas(conn: Any, _record: Any) -> None:
-            # WAL: readers (chatbot audit) never block the bot; NORMAL is still crash-safe in WAL.
-            cur = conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=NORMAL")
-            cur.close()
-    return engine
-
-
 class AuditLog:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        metadata.create_all(engine, tables=[audit_events])
-        self._lock = threading.Lock()  # SQLite allows one writer; keep ours in line
+        prepare(engine)
 
-    def record(self, *events: AuditEvent, also: tuple[tuple[Any, dict[str, Any]], ...] = ()) -> None:
-        """Write events (and `also`: other statements with their parameters, such as a
-        job's row) in one transaction. One prepared statement with the rows as
-        parameters: building `insert().values(...)` per row cost more than the commit."""
-        rows = [_row(e) for e in events]
-        with self._lock, self.engine.begin() as conn:
-            if rows:
-                conn.execute(_INSERT, rows)
-            for statement, params in also:
-                conn.execute(statement, params)
+    def record(self, *events: AuditEvent) -> None:
+        """Write events in one transaction."""
+        write(self.engine, [self.write_for(events)])
+
+    @staticmethod
+    def write_for(events: tuple[AuditEvent, ...] | list[AuditEvent]) -> Write:
+        """The events as one write for a unit of work (`chatbot.store.write`), so a
+        caller can commit them with other rows of the same moment. One prepared
+        statement with the rows as parameters: building `insert().values(...)` per row
+        cost more than the commit."""
+        return _INSERT, [_row(e) for e in events]
 
     def recent(self, limit: int = 20, *, since: datetime | None = None, user: str | None = None,
                kinds: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
@@ -145,5 +87,5 @@ class AuditLog:
 
     def prune(self, older_than_days: int) -> int:
         cutoff = datetime.now(timezone.utc) - timedelta(days=older_than_days)
-        with self._lock, self.engine.begin() as conn:
+        with transaction(self.engine) as conn:
             return conn.execute(delete(audit_events).where(audit_events.c.at < cutoff)).rowcount or 0

@@ -26,6 +26,7 @@ from chatbot.redact import redact
 from chatbot.results import Part, Result, Status, Table, TextBlock, invalid
 from chatbot.router import CommandRejected, Router
 from chatbot.runner import Runner
+from chatbot import store
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ class Request:
     started: float
     # Audit rows (and job rows) not yet written: flushed together, before any work starts.
     pending: list[AuditEvent] = field(default_factory=list)
-    also: list[tuple[Any, dict[str, Any]]] = field(default_factory=list)
+    also: list[store.Write] = field(default_factory=list)
 
     def event(self, kind: str, **fields: Any) -> AuditEvent:
         ident = self.msg.sender
@@ -165,7 +166,12 @@ class Bot:
         events, req.pending = req.pending, []
         also, req.also = req.also, []
         if (events or also) and self.audit is not None:
-            await asyncio.to_thread(self.audit.record, *events, also=tuple(also))
+            await asyncio.to_thread(self._commit, events, also)
+
+    def _commit(self, events: list[AuditEvent], also: list[store.Write]) -> None:
+        """One unit of work: the audit rows and the job rows of the same moment."""
+        assert self.audit is not None
+        store.write(self.audit.engine, [self.audit.write_for(events), *also])
 
 
 def scrub(result: Result) -> Result:

@@ -244,7 +244,8 @@ async def serve(config: Config, lab: "LabAccess | None" = None) -> int:
     from adapters.bridges import BridgeResolver
     from adapters.registry import configured
     from chatbot.app import build_bot
-    from chatbot.audit import AuditLog, make_engine
+    from chatbot.audit import AuditLog
+    from chatbot.store import make_engine
     from chatbot.state import ChatState
 
     engine = make_engine(config.bot.database)
@@ -380,7 +381,8 @@ def cmd_trust(args: argparse.Namespace) -> int:
 def cmd_audit(args: argparse.Namespace) -> int:
     import json
 
-    from chatbot.audit import AuditLog, make_engine
+    from chatbot.audit import AuditLog
+    from chatbot.store import make_engine
 
     config = load_config(args.config)
     audit = AuditLog(make_engine(config.bot.database))

@@ -20,28 +20,11 @@ from datetime import datetime, timezone
 from enum import Enum
 from typing import Any, Callable
 
-from sqlalchemy import Column, DateTime, MetaData, String, Table, Text, bindparam, insert, update
+from sqlalchemy import bindparam, insert, update
 from sqlalchemy.engine import Engine
 
 from chatbot.results import Result, Status
-
-metadata = MetaData()
-jobs_table = Table(
-    "jobs",
-    metadata,
-    Column("id", String(16), primary_key=True),
-    Column("user", String(255), nullable=False, index=True),
-    Column("platform", String(32), nullable=False),
-    Column("room", String(255), nullable=False),
-    Column("command", String(64), nullable=False),
-    Column("text", Text, nullable=False),
-    Column("devices", Text, nullable=False),
-    Column("state", String(16), nullable=False, index=True),
-    Column("created", DateTime(timezone=True), nullable=False),
-    Column("started", DateTime(timezone=True)),
-    Column("finished", DateTime(timezone=True)),
-    Column("outcome", Text),
-)
+from chatbot.store import Write, jobs_table, prepare, transaction
 
 
 class JobState(str, Enum):
@@ -123,16 +106,15 @@ _FINISH_JOB = (update(jobs_table).where(jobs_table.c.id == bindparam("job_id"))
 class JobStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        metadata.create_all(engine)
-        self._lock = threading.Lock()
-        with self._lock, engine.begin() as conn:  # whatever ran when the bot stopped did not finish
+        prepare(engine)
+        with transaction(engine) as conn:  # whatever ran when the bot stopped did not finish
             conn.execute(update(jobs_table).where(jobs_table.c.state.in_([JobState.QUEUED.value, JobState.RUNNING.value]))
                          .values(state=JobState.INTERRUPTED.value))
 
-    # Statements for the caller's own transaction: the bot writes a job's row together
-    # with the audit rows of the same moment (one commit, not two).
+    # Writes for the caller's unit of work (`chatbot.store.write`): the bot commits a
+    # job's row together with the audit rows of the same moment (one commit, not two).
     @staticmethod
-    def insert_for(job: Job, state: JobState) -> tuple[Any, dict[str, Any]]:
+    def insert_for(job: Job, state: JobState) -> Write:
         job.stored_state = state
         now = datetime.now(timezone.utc)
         return _INSERT_JOB, {
@@ -142,7 +124,7 @@ class JobStore:
             "started": now if state is JobState.RUNNING else None, "finished": None, "outcome": None}
 
     @staticmethod
-    def finish_for(job: Job, outcome: str) -> tuple[Any, dict[str, Any]]:
+    def finish_for(job: Job, outcome: str) -> Write:
         job.stored_state = job.state
         return _FINISH_JOB, {"job_id": job.id, "state": job.state.value, "finished": datetime.now(timezone.utc),
                              "outcome": outcome[:2000]}
@@ -150,7 +132,7 @@ class JobStore:
     def started(self, job: Job) -> None:
         """A queued job starts: the one write the bot does not batch."""
         job.stored_state = JobState.RUNNING
-        with self._lock, self.engine.begin() as conn:
+        with transaction(self.engine) as conn:
             conn.execute(update(jobs_table).where(jobs_table.c.id == job.id)
                          .values(state=JobState.RUNNING.value, started=datetime.now(timezone.utc)))
 

@@ -27,7 +27,7 @@ from typing import Any
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from sqlalchemy import Boolean, Column, Float, Integer, MetaData, String, Table, Text, delete, insert, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Engine
 
 from chatbot.context import TaskContext
@@ -35,37 +35,11 @@ from chatbot.durations import format_duration, format_elapsed, parse_duration
 from chatbot.errors import ArgumentError
 from chatbot.limits import background_work
 from chatbot.results import Result, Status, Table as ResultTable
+from chatbot.store import monitor_state_table as state_table, monitors_table, prepare, transaction
 from chatbot.wording import plural
 
 log = logging.getLogger(__name__)
 ATTRIBUTE = "__chatbot_check__"
-
-metadata = MetaData()
-monitors_table = Table(
-    "monitors", metadata,
-    Column("id", String(32), primary_key=True),
-    Column("kind", String(32), nullable=False),
-    Column("targets", Text, nullable=False),
-    Column("options", Text, nullable=False),  # JSON, as validated by the check kind
-    Column("interval", Float, nullable=False),
-    Column("room", String(255), nullable=False),  # platform:room
-    Column("owner", String(255), nullable=False),
-    Column("after", Integer, nullable=False),
-    Column("remind_every", Float, nullable=False),
-    Column("paused", Boolean, nullable=False, default=False),
-    Column("source", String(16), nullable=False),  # chat or config
-)
-state_table = Table(
-    "monitor_state", metadata,
-    Column("monitor_id", String(32), primary_key=True),
-    Column("target", String(255), primary_key=True),
-    Column("status", String(8), nullable=False),  # up, down
-    Column("failures", Integer, nullable=False),
-    Column("first_failure", Float),
-    Column("down_since", Float),
-    Column("last_notified", Float),
-    Column("detail", Text),
-)
 
 
 @dataclass(frozen=True)
@@ -179,7 +153,7 @@ class MonitorService:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
-        metadata.create_all(self.engine)
+        prepare(self.engine)
 
     # --- lifecycle ----------------------------------------------------------------
     @property
@@ -245,7 +219,7 @@ class MonitorService:
         for monitor in self.all():
             problem = None if monitor.paused else self.problem(monitor)
             if problem is not None:
-                with self._lock, self.engine.begin() as conn:
+                with self._lock, transaction(self.engine) as conn:
                     conn.execute(update(monitors_table).where(monitors_table.c.id == monitor.id).values(paused=True))
                 paused.append((monitor, problem))
         return paused
@@ -271,7 +245,7 @@ class MonitorService:
     def add(self, monitor: Monitor) -> None:
         """A monitor from chat: refused (MonitorRefused) when it duplicates one, or when its
         owner or the bot has as many as the limits allow. Checked and stored as one step."""
-        with self._lock, self.engine.begin() as conn:
+        with self._lock, transaction(self.engine) as conn:
             existing = [_monitor(r._mapping) for r in conn.execute(select(monitors_table))]
             twin = next((m for m in existing if m.same_watch(monitor)), None)
             if twin is not None:
@@ -288,7 +262,7 @@ class MonitorService:
 
     def save(self, monitor: Monitor) -> None:
         """Store a monitor as is (the config's, or one changed), and schedule it."""
-        with self._lock, self.engine.begin() as conn:
+        with self._lock, transaction(self.engine) as conn:
             _store(conn, monitor)
         self._schedule(monitor)
 
@@ -310,7 +284,7 @@ class MonitorService:
             return [_monitor(r._mapping) for r in conn.execute(select(monitors_table).order_by(monitors_table.c.id))]
 
     def remove(self, monitor_id: str) -> None:
-        with self._lock, self.engine.begin() as conn:
+        with self._lock, transaction(self.engine) as conn:
             conn.execute(delete(monitors_table).where(monitors_table.c.id == monitor_id))
             conn.execute(delete(state_table).where(state_table.c.monitor_id == monitor_id))
         try:
@@ -320,7 +294,7 @@ class MonitorService:
             pass
 
     def set_paused(self, monitor_id: str, paused: bool) -> None:
-        with self._lock, self.engine.begin() as conn:
+        with self._lock, transaction(self.engine) as conn:
             conn.execute(update(monitors_table).where(monitors_table.c.id == monitor_id).values(paused=paused))
         assert self.scheduler is not None
         try:
@@ -366,7 +340,7 @@ class MonitorService:
         return alert
 
     def _evaluate(self, monitor: Monitor, outcomes: dict[str, Outcome], now: float) -> Result | None:
-        with self._lock, self.engine.begin() as conn:
+        with self._lock, transaction(self.engine) as conn:
             states = {r.target: dict(r._mapping) for r in conn.execute(
                 select(state_table).where(state_table.c.monitor_id == monitor.id))}
             downs, ups, reminders = [], [], []

@@ -4,37 +4,19 @@ restart never runs a command twice)."""
 
 from __future__ import annotations
 
-import threading
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import Column, DateTime, MetaData, String, Table, delete, insert, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-metadata = MetaData()
-
-positions = Table(
-    "chat_positions",
-    metadata,
-    Column("platform", String(255), primary_key=True),  # the key, e.g. "matrix:@netbot:corp.example"
-    Column("position", String(4096), nullable=False),
-    Column("updated", DateTime(timezone=True), nullable=False),
-)
-
-taken = Table(
-    "chat_taken_messages",
-    metadata,
-    Column("platform", String(64), primary_key=True),
-    Column("message_id", String(255), primary_key=True),
-    Column("at", DateTime(timezone=True), nullable=False, index=True),
-)
+from chatbot.store import chat_positions as positions, chat_taken_messages as taken, prepare, transaction
 
 
 class ChatState:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        metadata.create_all(engine)
-        self._lock = threading.Lock()
+        prepare(engine)
 
     def get(self, key: str) -> str | None:
         """A remembered value: a sync position ("matrix:@bot:hs"), or an adapter's note."""
@@ -43,7 +25,7 @@ class ChatState:
 
     def put(self, key: str, value: str) -> None:
         now = datetime.now(timezone.utc)
-        with self._lock, self.engine.begin() as conn:
+        with transaction(self.engine) as conn:
             done = conn.execute(update(positions).where(positions.c.platform == key)
                                 .values(position=value, updated=now)).rowcount
             if not done:
@@ -52,7 +34,7 @@ class ChatState:
     def take(self, platform: str, message_id: str) -> bool:
         """Claim a message for handling; False if it was claimed before (a replay)."""
         try:
-            with self._lock, self.engine.begin() as conn:
+            with transaction(self.engine) as conn:
                 conn.execute(insert(taken).values(platform=platform, message_id=message_id,
                                                   at=datetime.now(timezone.utc)))
         except IntegrityError:
@@ -61,5 +43,5 @@ class ChatState:
 
     def forget_older_than(self, days: int) -> int:
         cutoff = datetime.now(timezone.utc) - timedelta(days=days)
-        with self._lock, self.engine.begin() as conn:
+        with transaction(self.engine) as conn:
             return conn.execute(delete(taken).where(taken.c.at < cutoff)).rowcount or 0
