@@ -111,7 +111,7 @@ def _invocation(handler, timeout: float | None = None) -> Invocation:  # type: i
 
 
 def test_runner_turns_failures_into_results(caplog: pytest.LogCaptureFixture) -> None:
-    runner = Runner(context=None, command_timeout=5)
+    runner = Runner(context=sample_context(), command_timeout=5)
 
     def user_error(ctx):  # type: ignore[no-untyped-def]
         raise ArgumentError("bad thing")
