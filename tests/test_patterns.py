@@ -18,7 +18,8 @@ from chatbot.bot import Bot
 from chatbot.config import Config, ConfigError, parse_config
 from chatbot.errors import ArgumentError
 from chatbot.message import Identity, Message
-from chatbot.monitoring import MonitorService, load_check_kinds, monitors_table
+from chatbot.monitoring import MonitorService, monitors_table
+from chatbot.plugins import load_check_kinds
 from chatbot.patterns import MAX_MATCH_CHARS, bounded, compile_pattern
 from chatbot.results import Result, Status, Table
 from helpers import ask, sample_bot
