@@ -16,7 +16,7 @@ from chatbot.results import Note, Result, Status, Table, TextBlock
 from chatbot.router import Invocation
 from chatbot.runner import Runner
 from chatbot.secrets import SecretError, resolve_secret
-from helpers import SAMPLE_INVENTORY, sample_bot
+from helpers import SAMPLE_INVENTORY, sample_bot, sample_context
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -330,7 +330,7 @@ def test_command_the_lab_lacks_fails_once(lab) -> None:  # type: ignore[no-untyp
 
 
 def test_only_failures_beyond_the_summary_are_listed_again() -> None:
-    from tasks._device import SUMMARY_FAILURES, DeviceOutput, failures_not_in_summary, outcome_summary
+    from chatbot.device_work import SUMMARY_FAILURES, DeviceOutput, failures_not_in_summary, outcome_summary
 
     outputs = [DeviceOutput(f"r{n}", False, error=f"error {n}") for n in range(1, SUMMARY_FAILURES + 3)]
     _, summary = outcome_summary("show x", outputs)

@@ -315,7 +315,7 @@ def test_show_check_matches_in_the_worker_thread(tmp_path: Path, monkeypatch: py
     """The check (and so its pattern matching) runs in the runner's threads, never on
     the event loop's."""
     import tasks.monitor_checks as checks
-    from tasks._device import DeviceOutput
+    from chatbot.device_work import DeviceOutput
 
     bot = monitor_bot(tmp_path)
     threads: list[threading.Thread] = []

@@ -25,7 +25,7 @@ import tasks.traceroute
 from chatbot.config import Config
 from chatbot.monitoring import Monitor
 from chatbot.results import Status, Table
-from tasks._device import DeviceOutput
+from chatbot.device_work import DeviceOutput
 from tasks._icmp import Reachability
 
 GONE = "nohost.invalid"

@@ -41,7 +41,7 @@ def bot(tmp_path: Path, audit: AuditLog):  # type: ignore[no-untyped-def]
     import tasks.show
 
     def fake_run(ctx, devices, command, **kw):  # type: ignore[no-untyped-def]
-        from tasks._device import DeviceOutput
+        from chatbot.device_work import DeviceOutput
         return [DeviceOutput(d, True, "ok output") for d in devices]
 
     original = tasks.show.run_on_devices

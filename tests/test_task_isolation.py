@@ -16,7 +16,7 @@ from chatbot.app import build_context
 from chatbot.cli import lab_access
 from chatbot.config import parse_config
 from chatbot.lab import Fault
-from tasks._device import run_on_devices
+from chatbot.device_work import run_on_devices
 
 TASKS = Path(__file__).resolve().parent.parent / "tasks"
 # The runner's own machinery: a task that imports it depends on living in the bot's process.
@@ -36,6 +36,15 @@ def _imported_modules(path: Path) -> set[str]:
 @pytest.mark.parametrize("path", sorted(TASKS.glob("*.py")), ids=lambda p: p.name)
 def test_no_task_reaches_into_the_runner(path: Path) -> None:
     assert not _imported_modules(path) & RUNNER_MODULES
+
+
+@pytest.mark.parametrize("path", sorted(p for p in TASKS.glob("*.py") if not p.name.startswith("_")),
+                         ids=lambda p: p.name)
+def test_public_task_modules_use_only_the_plugin_api(path: Path) -> None:
+    """A command module in tasks/ reads like a third-party plugin: of the core it imports
+    chatbot.api alone (its own private helpers in tasks/_*.py aside)."""
+    core = {name for name in _imported_modules(path) if name == "chatbot" or name.startswith("chatbot.")}
+    assert core == {"chatbot.api"}
 
 
 class WorkerToken:
