@@ -43,7 +43,7 @@ from chatbot.render import render_text
 from chatbot.results import Note, Result, Status, Table, TextBlock
 from chatbot.router import MAX_COMMAND_LENGTH, CommandRejected
 from chatbot.device_work import DeviceOutput
-from helpers import SAMPLE_INVENTORY, console_message, sample_bot
+from chatbot.testing import SAMPLE_INVENTORY, console_message, sample_bot
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE_DEVICES = frozenset(SAMPLE_INVENTORY["hosts"])

@@ -13,7 +13,7 @@ from chatbot.audit import AuditLog, audit_events, make_engine
 from chatbot.config import ConfigError, load_config
 from chatbot.message import Identity, Message
 from chatbot.results import Result, Status, Table
-from helpers import sample_bot
+from chatbot.testing import sample_bot
 
 REPO = Path(__file__).resolve().parent.parent
 NETOPS = "!netops:corp.example"
