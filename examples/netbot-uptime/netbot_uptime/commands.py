@@ -9,8 +9,11 @@ from typing import Any
 from chatbot.api import (
     ArgumentError,
     DeviceOutput,
+    Integer,
+    Note,
     Outcome,
     Param,
+    Part,
     Result,
     Table,
     Targets,
@@ -44,19 +47,29 @@ def _minutes_of(out: DeviceOutput) -> int | None:
 @command(
     "uptime",
     summary="how long devices have been up, longest first",
-    params=[Param("targets", Targets())],
-    examples=["uptime r1", "uptime group:core"],
+    params=[
+        Param("targets", Targets()),
+        Param("below", Integer(1, 525600, metavar="minutes"), keyword="below", optional=True, default=DEFAULT_BELOW),
+    ],
+    # Whoever may run `show ...` commands may run this one too (roles grant "show.*").
+    permission="show.uptime",
+    examples=["uptime r1", "uptime group:core below 1440"],
 )
-def uptime(ctx: TaskContext, targets: list[str]) -> Result:
+def uptime(ctx: TaskContext, targets: list[str], below: int) -> Result:
     """Reads `show version` on each device. A device that does not answer gets its own
-    line with the reason; the others are still listed."""
+    line with the reason; the others are still listed. Devices up for less than `below`
+    minutes (default 60) are named in a note: they rebooted recently."""
     outputs = run_on_devices(ctx, targets, "show version")
     status, summary = outcome_summary("uptime", outputs)
-    up = sorted(((o, m) for o in outputs if (m := _minutes_of(o)) is not None), key=lambda pair: -pair[1])
-    rows = [[o.device, _readable(m), str(m)] for o, m in up]
+    minutes = {o.device: m for o in outputs if (m := _minutes_of(o)) is not None}
+    rows = [[device, _readable(m), str(m)] for device, m in sorted(minutes.items(), key=lambda item: -item[1])]
     rows += [[o.device, f"failed: {o.error}" if not o.ok else "no uptime in show version", ""]
-             for o in outputs if _minutes_of(o) is None]
-    return Result(status, summary, [Table(["device", "up for", "minutes"], rows)], devices=device_outcomes(outputs))
+             for o in outputs if o.device not in minutes]
+    parts: list[Part] = [Table(["device", "up for", "minutes"], rows)]
+    recent = [device for device, m in minutes.items() if m < below]
+    if recent:
+        parts.append(Note(f"rebooted less than {below} minutes ago: {', '.join(recent)}"))
+    return Result(status, summary, parts, devices=device_outcomes(outputs))
 
 
 def _readable(minutes: int) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from chatbot.api import Status, Table
+from chatbot.api import Note, Status, Table
 from chatbot.lab import Fault
 from chatbot.testing import ask, make_bot
 from netbot_uptime.commands import uptime_minutes
@@ -25,6 +25,38 @@ def test_uptime_lists_each_device(lab: Any) -> None:
     assert sorted(row[0] for row in table.rows) == ["r1", "r2", "r3"]
     minutes = [int(row[2]) for row in table.rows]
     assert minutes == sorted(minutes, reverse=True) and min(minutes) > 0
+
+
+def test_recent_reboots_are_named_in_a_note(lab: Any) -> None:
+    bot = make_bot(lab=lab)
+    [table] = [p for p in ask(bot, "!uptime r1").result.parts if isinstance(p, Table)]
+    up_for = int(table.rows[0][2])
+    assert not [p for p in ask(bot, "!uptime r1 below 1").result.parts if isinstance(p, Note)]
+    [note] = [p for p in ask(bot, f"!uptime r1 below {up_for + 1}").result.parts if isinstance(p, Note)]
+    assert note.text.endswith(": r1")
+
+
+def test_a_bad_argument_gets_the_reason_and_the_usage() -> None:
+    result = ask(make_bot(), "!uptime r1 below 0").result
+    assert result is not None and result.status is Status.INVALID
+    assert "minutes must be between 1 and 525600" in result.summary
+    assert "uptime <targets> [below <minutes>]" in str(result.parts)
+
+
+ACCESS = {
+    "roles": {"viewer": {"commands": ["show.*"]}, "pinger": {"commands": ["ping"]}},
+    "grants": [
+        {"who": ["console:bob"], "where": ["*"], "roles": ["viewer"]},
+        {"who": ["console:carol"], "where": ["*"], "roles": ["pinger"]},
+    ],
+}
+
+
+def test_the_permission_is_show_uptime() -> None:
+    bot = make_bot({"access": ACCESS})
+    assert "uptime" in str(ask(bot, "!help", as_="bob").result.parts)
+    assert "uptime" not in str(ask(bot, "!help", as_="carol").result.parts)
+    assert ask(bot, "!uptime r1", as_="carol").result.status is Status.DENIED
 
 
 def test_a_device_down_gets_its_own_line(lab_bot: Any, lab: Any) -> None:
