@@ -64,3 +64,19 @@ def test_the_plugin_s_own_tests_pass(installed_plugin: Path, tmp_path: Path) -> 
                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
     assert " passed" in run.stdout and "skipped" not in run.stdout
+
+
+def test_the_walk_through_shows_the_example_s_own_code() -> None:
+    """docs/plugins.md quotes examples/netbot-uptime verbatim, and the suite runs the
+    example: every snippet a newcomer copies is known to work."""
+    import re
+
+    guide = (EXAMPLE.parent.parent / "docs" / "plugins.md").read_text()
+    sources = "\n".join(p.read_text() for p in sorted(EXAMPLE.rglob("*")) if p.suffix in (".py", ".toml"))
+    python = re.findall(r"```python\n(.*?)```", guide, re.S)
+    toml = re.findall(r"```toml\n(.*?)```", guide, re.S)
+    assert len(python) >= 5 and toml
+    for snippet in python:
+        assert snippet in sources, f"docs/plugins.md shows code the example does not have:\n{snippet}"
+    for line in "".join(toml).splitlines():  # the toml snippet leaves out lines between its own
+        assert line in sources, f"docs/plugins.md shows a line the example's pyproject does not have: {line!r}"
