@@ -15,8 +15,8 @@ import pytest
 from chatbot.app import build_context
 from chatbot.cli import lab_access
 from chatbot.config import parse_config
-from chatbot.lab import Fault
 from chatbot.device_work import run_on_devices
+from chatbot.lab import Fault
 
 TASKS = Path(__file__).resolve().parent.parent / "tasks"
 # The runner's own machinery: a task that imports it depends on living in the bot's process.
