@@ -121,3 +121,40 @@ def test_progress_reaches_the_runner_through_the_context(lab: Any) -> None:
     outputs = run_on_devices(_lab_context(lab, progress=progress), ["r1", "r2", "r3"], "show version")
     assert all(o.ok for o in outputs)
     assert sorted(seen) == [(1, 3), (2, 3), (3, 3)]
+
+
+def test_a_scheduled_check_runs_as_background_work(lab: Any) -> None:
+    """Monitoring says "background" through the check's context (its sessions come from
+    the background share of the cap), not through a flag of the thread."""
+    import asyncio
+
+    from chatbot.checks import CheckKind, Outcome
+    from chatbot.testing import make_bot
+
+    seen: list[bool] = []
+
+    def run(ctx: Any, spec: dict[str, Any]) -> dict[str, Outcome]:
+        seen.append(ctx.background)
+        return {"r1": Outcome(True)}
+
+    bot = make_bot({"limits": {"monitor_min_interval": 1}}, lab=lab)
+    bot.monitors.first_run_now = False  # run by hand, not raced by the scheduler
+    bot.monitors.kinds["ssh"] = CheckKind("ssh", "recording", (), lambda ctx, targets, options: {}, run)
+
+    async def scenario() -> None:
+        await bot.start()
+        try:
+            added = await bot.handle(_console("!monitor add ssh r1 every 1h"))
+            assert added is not None and added.result.status.value == "ok", added
+            await bot.monitors.run_now(added.result.summary.split()[1])
+        finally:
+            await bot.stop()
+    asyncio.run(scenario())
+    assert seen == [True]
+    assert not bot.context.background  # the flag lives in the check's own context only
+
+
+def _console(text: str) -> Any:
+    from chatbot.testing import message
+
+    return message(text)
