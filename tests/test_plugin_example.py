@@ -50,6 +50,8 @@ def test_the_bot_finds_the_plugin_command_and_check_kind(installed_plugin: Path,
     assert "uptime" in bot.monitors.kinds
     help_text = ask(bot, "!help").result
     assert help_text is not None and "uptime" in str(help_text.parts)
+    [kinds] = [p for p in ask(bot, "!help monitor").result.parts if isinstance(p, Table) and p.title == "check kinds"]
+    assert "uptime" in [row[0] for row in kinds.rows]
     reply, result = ask(bot, "!uptime r1,r2", as_="alice")
     assert reply is not None and result is not None and result.status is Status.OK, result
     [table] = [p for p in result.parts if isinstance(p, Table)]

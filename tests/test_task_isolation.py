@@ -158,3 +158,22 @@ def _console(text: str) -> Any:
     from chatbot.testing import message
 
     return message(text)
+
+
+def test_the_in_process_cancel_flag() -> None:
+    from chatbot.control import CancelFlag
+
+    flag = CancelFlag()
+    calls: list[str] = []
+    flag.on_cancel(lambda: calls.append("first"))
+    forget = flag.on_cancel(lambda: calls.append("forgotten"))
+    forget()
+
+    def broken() -> None:
+        raise OSError("the session is already gone")
+    flag.on_cancel(broken)
+    assert not flag.cancelled
+    flag.cancel()  # a failing callback does not stop the others or the cancel
+    assert flag.cancelled and calls == ["first"]
+    flag.on_cancel(lambda: calls.append("late"))  # registered after the cancel: called at once
+    assert calls == ["first", "late"]
