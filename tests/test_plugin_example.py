@@ -42,7 +42,9 @@ def installed_plugin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]
 
 
 def test_without_the_package_the_bot_has_no_uptime() -> None:
-    assert load_registry().lookup("uptime") is None and "uptime" not in load_check_kinds()
+    """What the fixture's install adds (it runs before the fixture is first used)."""
+    assert load_registry().lookup("uptime") is None and "uptime" not in load_check_kinds(), \
+        "netbot-uptime is installed in this environment already; uninstall it to run this suite"
 
 
 def test_the_bot_finds_the_plugin_command_and_check_kind(installed_plugin: Path, lab: Any) -> None:
