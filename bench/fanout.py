@@ -3,7 +3,7 @@ device delay, through the bot's device path and, in the same run, two baselines 
 network engineer would write by hand.
 
 Paths:
-- bot:     tasks._device.run_on_devices, as the bot runs it: Nornir + nornir-scrapli on
+- bot:     chatbot.device_work.run_on_devices, as the bot runs it: Nornir + nornir-scrapli on
            the bot's transport (ssh2, in-process libssh2), one session per device, each
            closed as soon as its output is read.
 - scrapli: plain Nornir + nornir-scrapli on its default transport (`system`: one OpenSSH
@@ -225,7 +225,7 @@ def prepare_bot(devices: int, workers: int, password: str, enable: str, transpor
     from chatbot.context import TaskContext
     from chatbot.inventory import Credentials, DeviceInventory, build_nornir
     from chatbot.limits import DeviceGate
-    from tasks._device import run_on_devices
+    from chatbot.device_work import run_on_devices
 
     config = parse_config({"limits": {"workers": min(workers, 500), "device_timeout": 60}})
     # What chatbot.app.build_context gives Nornir, with a transport to compare if asked.

@@ -18,9 +18,9 @@ from chatbot.errors import UserError
 from chatbot.hostkeys import DEFAULT_KNOWN_HOSTS, HostKeyMode, HostKeyPolicy
 from chatbot.inventory import Credentials, DeviceInventory, build_nornir
 from chatbot.jobs import JobRunner, JobStore
-from chatbot.monitoring import MonitorService, load_check_kinds
+from chatbot.monitoring import MonitorService
 from chatbot.limits import DeviceGate
-from chatbot.plugins import load_registry
+from chatbot.plugins import load_check_kinds, load_registry
 from chatbot.secrets import resolve_secret
 from chatbot.ssh_transport import scrapli_transport_extras
 

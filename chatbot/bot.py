@@ -140,7 +140,7 @@ class Bot:
             req.also.append(JobStore.insert_for(job, state))
         await self._flush(req)  # on disk before the job can touch a device
         log.info("%s runs %r on %s (job %s)", req.principal.name, inv.text, ",".join(inv.devices) or "-", job.id)
-        result = await self.jobs.run(job, lambda: self.runner.run(inv))
+        result = await self.jobs.run(job, lambda job: self.runner.run(inv, cancel=job, progress=job.report_progress))
         for device, outcome in result.devices.items():
             req.pending.append(req.event("device", command=cmd.name, job_id=job.id, device=device, outcome=outcome))
         if self.jobs.store is not None:

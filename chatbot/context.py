@@ -1,13 +1,16 @@
-"""What a task may use: the inventory, its settings, and resolved APIC endpoints.
+"""What a task may use: the inventory, its settings, resolved APIC endpoints, and the
+handles of the run it belongs to (cancel, progress, whether it is background work).
 
-Nothing here knows about chat, so task code can run in a worker process later.
+Nothing here knows about chat or the job runner, so task code can run in a worker
+process later: a task learns of a cancel and reports progress only through its context.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from chatbot.config import ApicConfig, Config
+from chatbot.control import NEVER_CANCELLED, CancelToken, Progress, no_progress
 from chatbot.errors import ArgumentError
 from chatbot.inventory import DeviceInventory, suggest
 from chatbot.limits import DeviceGate
@@ -30,6 +33,17 @@ class TaskContext:
     config: Config
     lab_mode: bool = False
     gate: DeviceGate = field(default_factory=DeviceGate)
+    # Per run (the runner hands each task its own copy, see for_run):
+    cancel: CancelToken = NEVER_CANCELLED
+    progress: Progress = no_progress
+    # Scheduled checks: device sessions come from the background share of the cap, so
+    # monitoring never takes every slot from interactive users.
+    background: bool = False
+
+    def for_run(self, *, cancel: CancelToken = NEVER_CANCELLED, progress: Progress = no_progress,
+                background: bool = False) -> TaskContext:
+        """This context for one run of a task, with that run's handles."""
+        return replace(self, cancel=cancel, progress=progress, background=background)
 
     def apic(self, name: str | None) -> ApicEndpoint:
         apics = self.config.apic

@@ -3,14 +3,14 @@ and limits: per-user running jobs (excess queues, the user is told the position)
 per-user rate, a per-job timeout, and cancellation.
 
 Device-level limits (one session per device, a global cap) live in chatbot.limits and
-apply inside the job, in the worker threads. A job's cancel flag reaches those threads
-through `current_job`, which asyncio.to_thread carries into the task's thread.
+apply inside the job, in the worker threads. A job reaches its task only through the
+task's context: the job is the task's CancelToken, and its progress callback counts the
+devices done (chatbot.control), so the task never needs to know it runs in a job.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import secrets
 import threading
 import time
@@ -23,6 +23,7 @@ from typing import Any, Callable
 from sqlalchemy import bindparam, insert, update
 from sqlalchemy.engine import Engine
 
+from chatbot.control import CancelFlag
 from chatbot.results import Result, Status
 from chatbot.store import Write, jobs_table, prepare, transaction
 
@@ -50,48 +51,31 @@ class Job:
     created: float = field(default_factory=time.time)
     started: float | None = None
     done_devices: int = 0
-    cancel_requested: threading.Event = field(default_factory=threading.Event)  # seen by worker threads
+    total_devices: int | None = None  # as the task counts them, once it reports progress
+    cancel_flag: CancelFlag = field(default_factory=CancelFlag)  # seen by worker threads
     cancel_event: asyncio.Event = field(default_factory=asyncio.Event)  # seen by the event loop
     cancelled_by: str | None = None
     stored_state: JobState | None = None  # what the jobs table says now
-    # sessions open right now, so a cancel can cut them: name -> a callable that closes it
-    _closers: dict[str, Callable[[], None]] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
 
+    # --- the job is its task's CancelToken (chatbot.control) ------------------------
     @property
     def cancelled(self) -> bool:
-        return self.cancel_requested.is_set()
+        return self.cancel_flag.cancelled
+
+    def on_cancel(self, callback: Callable[[], None]) -> Callable[[], None]:
+        return self.cancel_flag.on_cancel(callback)
+
+    def report_progress(self, done: int, total: int) -> None:
+        """The task's progress callback; called from worker threads."""
+        self.done_devices, self.total_devices = done, total
 
     def progress(self) -> str:
         if self.state is JobState.QUEUED:
             return "queued"
-        if len(self.devices) > 1:
-            return f"{self.done_devices}/{len(self.devices)} devices done"
+        total = self.total_devices if self.total_devices is not None else len(self.devices)
+        if total > 1:
+            return f"{self.done_devices}/{total} devices done"
         return self.state.value
-
-    # --- called from worker threads -------------------------------------------------
-    def session_opened(self, device: str, closer: Callable[[], None]) -> None:
-        with self._lock:
-            self._closers[device] = closer
-        if self.cancelled:
-            closer()
-
-    def session_closed(self, device: str) -> None:
-        with self._lock:
-            self._closers.pop(device, None)
-            self.done_devices += 1
-
-    def cut_sessions(self) -> None:
-        with self._lock:
-            closers = list(self._closers.values())
-        for close in closers:
-            try:
-                close()
-            except Exception:  # already gone
-                pass
-
-
-current_job: contextvars.ContextVar[Job | None] = contextvars.ContextVar("current_job", default=None)
 
 
 class RateLimited(Exception):
@@ -178,9 +162,9 @@ class JobRunner:
     def running_for(self, user: str) -> int:
         return sum(1 for j in self.jobs.values() if j.user == user and j.state is JobState.RUNNING)
 
-    async def run(self, job: Job, work: Callable[[], Any]) -> Result:
-        """Wait for a slot among the user's running jobs, then run `work` (a coroutine
-        factory) with `current_job` set; a cancel answers at once."""
+    async def run(self, job: Job, work: Callable[[Job], Any]) -> Result:
+        """Wait for a slot among the user's running jobs, then run `work(job)` (a
+        coroutine factory that hands the job to its task); a cancel answers at once."""
         slot = self._slots.setdefault(job.user, asyncio.Condition())
         try:
             async with slot:
@@ -192,11 +176,7 @@ class JobRunner:
                 job.started = time.time()
             if self.store is not None and job.stored_state is not JobState.RUNNING:
                 await asyncio.to_thread(self.store.started, job)
-            token = current_job.set(job)
-            try:
-                result = await self._until_cancelled(job, work())
-            finally:
-                current_job.reset(token)
+            result = await self._until_cancelled(job, work(job))
             if job.cancelled:
                 return self._finish(job, JobState.CANCELLED, self._cancel_result(job))
             return self._finish(job, JobState.DONE if result.ok else JobState.FAILED, result)
@@ -224,9 +204,8 @@ class JobRunner:
         if job is None:
             return None
         job.cancelled_by = by
-        job.cancel_requested.set()
         job.cancel_event.set()
-        job.cut_sessions()  # sessions in flight are closed; queued devices never start
+        job.cancel_flag.cancel()  # the task cuts its sessions in flight; queued devices never start
         slot = self._slots.get(job.user)
         if slot is not None:
             asyncio.ensure_future(self._wake(slot))

@@ -7,11 +7,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from contextvars import ContextVar
-
-# Set by the monitoring service around its checks: their sessions come from a share of
-# the global cap, so monitoring never takes every slot from interactive users.
-background_work: ContextVar[bool] = ContextVar("background_work", default=False)
 
 
 class DeviceGate:
@@ -31,7 +26,9 @@ class DeviceGate:
 
     @contextmanager
     def session(self, device: str, background: bool = False) -> Iterator[None]:
-        """Hold a session slot on `device` (and one of the global slots) while inside."""
+        """Hold a session slot on `device` (and one of the global slots) while inside.
+        Background work (scheduled checks) also takes one of the background share, so
+        monitoring never takes every slot from interactive users."""
         slot = self._device_slot(device)
         with ExitStack() as held:
             if background:

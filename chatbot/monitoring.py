@@ -13,7 +13,6 @@ that all went down together are named as the site, not one line each.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import json
 import logging
 import secrets
@@ -30,58 +29,15 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Engine
 
+from chatbot.checks import CheckKind, Outcome
 from chatbot.context import TaskContext
 from chatbot.durations import format_duration, format_elapsed, parse_duration
 from chatbot.errors import ArgumentError
-from chatbot.limits import background_work
 from chatbot.results import Result, Status, Table as ResultTable
 from chatbot.store import monitor_state_table as state_table, monitors_table, prepare, transaction
 from chatbot.wording import plural
 
 log = logging.getLogger(__name__)
-ATTRIBUTE = "__chatbot_check__"
-
-
-@dataclass(frozen=True)
-class Outcome:
-    ok: bool
-    detail: str = ""
-    site: str | None = None  # lets a site outage be reported as one line
-
-
-@dataclass(frozen=True)
-class CheckKind:
-    """A kind of check, declared by a task module. `validate` turns the user's targets
-    and options into what `run` needs (raising ArgumentError); `run` is synchronous and
-    returns an Outcome per target."""
-
-    name: str
-    summary: str
-    options: tuple[str, ...]
-    validate: Callable[[TaskContext, str, dict[str, str]], dict[str, Any]]
-    run: Callable[[TaskContext, dict[str, Any]], dict[str, Outcome]]
-    # How a validated spec reads in chat ("command show clock expect /x/"); by default
-    # the spec's values of the user-facing options.
-    describe: Callable[[dict[str, Any]], str] | None = None
-    # Why a stored spec cannot run any more (e.g. a pattern RE2 refuses), or None.
-    stored_problem: Callable[[dict[str, Any]], str | None] | None = None
-
-    def describe_spec(self, spec: dict[str, Any]) -> str:
-        if self.describe is not None:
-            return self.describe(spec)
-        return " ".join(f"{k} {spec[k]}" for k in self.options
-                        if isinstance(spec.get(k), (str, int)) and not isinstance(spec[k], bool) and spec[k] != "")
-
-
-def check_kind(name: str, *, summary: str, options: tuple[str, ...] = (),
-               validate: Callable[[TaskContext, str, dict[str, str]], dict[str, Any]],
-               describe: Callable[[dict[str, Any]], str] | None = None,
-               stored_problem: Callable[[dict[str, Any]], str | None] | None = None,
-               ) -> Callable[[Callable[..., dict[str, Outcome]]], Callable[..., dict[str, Outcome]]]:
-    def mark(run: Callable[..., dict[str, Outcome]]) -> Callable[..., dict[str, Outcome]]:
-        setattr(run, ATTRIBUTE, CheckKind(name, summary, options, validate, run, describe, stored_problem))
-        return run
-    return mark
 
 
 class MonitorRefused(ArgumentError):
@@ -316,13 +272,10 @@ class MonitorService:
         check = self.kinds[monitor.kind]
         loop = asyncio.get_running_loop()
 
-        def work() -> dict[str, Outcome]:
-            background_work.set(True)  # device sessions come from the background share
-            return check.run(self.context, monitor.options)
-
+        # Device sessions of a check come from the background share of the cap.
+        context = self.context.for_run(background=True)
         try:
-            # a fresh context per run: the flag must not stick to the pooled thread
-            outcomes = await loop.run_in_executor(self.executor, contextvars.copy_context().run, work)
+            outcomes = await loop.run_in_executor(self.executor, check.run, context, monitor.options)
         except Exception as err:
             log.exception("monitor %s failed to run", monitor_id)
             outcomes = {"(check)": Outcome(False, f"the check failed to run: {type(err).__name__}")}
@@ -438,15 +391,3 @@ def _monitor(row: Any) -> Monitor:
     return Monitor(id=row["id"], kind=row["kind"], targets=row["targets"], options=json.loads(row["options"]),
                    interval=row["interval"], room=row["room"], owner=row["owner"], after=row["after"],
                    remind_every=row["remind_every"], paused=row["paused"], source=row["source"])
-
-
-def load_check_kinds(package: str = "tasks") -> dict[str, CheckKind]:
-    from chatbot.plugins import _package_modules
-
-    kinds: dict[str, CheckKind] = {}
-    for module in _package_modules(package):
-        for obj in vars(module).values():
-            kind = getattr(obj, ATTRIBUTE, None)
-            if isinstance(kind, CheckKind):
-                kinds[kind.name] = kind
-    return kinds

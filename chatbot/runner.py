@@ -4,13 +4,13 @@ failure turned into a result the user can read."""
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import functools
 import logging
 from concurrent.futures import ThreadPoolExecutor
 import secrets
-from typing import Any
 
+from chatbot.context import TaskContext
+from chatbot.control import NEVER_CANCELLED, CancelToken, Progress, no_progress
 from chatbot.errors import TaskFailure, UserError
 from chatbot.results import Result, Status, failed, invalid
 from chatbot.router import Invocation
@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 
 class Runner:
-    def __init__(self, context: Any, command_timeout: float, prefix: str = "!", threads: int = 64) -> None:
+    def __init__(self, context: TaskContext, command_timeout: float, prefix: str = "!", threads: int = 64) -> None:
         self.context = context
         self.command_timeout = command_timeout
         self.prefix = prefix
@@ -27,19 +27,20 @@ class Runner:
         # executor (cores + 4 threads) would make every other command wait behind them.
         self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="task")
 
-    async def run(self, inv: Invocation, context: Any = None) -> Result:
-        """Run the command with the task context, or with `context` when given (the bot's own
-        commands get their asker and the bot's services)."""
+    async def run(self, inv: Invocation, context: Any = None, *, cancel: CancelToken = NEVER_CANCELLED,
+                  progress: Progress = no_progress) -> Result:
+        """Run the command with a context of its own, or with `context` when given (the bot's
+        own commands get their asker and the bot's services). `cancel` and `progress` reach a
+        task through its context and nothing else, so it would run the same in another process."""
         timeout = inv.command.timeout or self.command_timeout
         handler = inv.command.handler
-        context = self.context if context is None else context
+        context = self.context.for_run(cancel=cancel, progress=progress) if context is None else context
         try:
             if asyncio.iscoroutinefunction(handler):
                 coro = handler(context, **inv.args)
             else:
-                # Nornir, requests and icmplib's sync API block: keep them off the loop. The
-                # context goes along, so the task's thread sees the current job.
-                call = functools.partial(contextvars.copy_context().run, handler, context, **inv.args)
+                # Nornir, requests and icmplib's sync API block: keep them off the loop.
+                call = functools.partial(handler, context, **inv.args)
                 coro = asyncio.get_running_loop().run_in_executor(self.executor, call)
             # asyncio.timeout rather than wait_for, which wraps a coroutine in a task of its
             # own: that task cost the built-ins (answered in tens of microseconds) about 18 us.

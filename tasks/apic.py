@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import re
 
-from chatbot.args import Choice, Param, Word
-from chatbot.commands import command
-from chatbot.context import TaskContext
-from chatbot.results import Note, Part, Result, Status, Table
+from chatbot.api import Choice, Note, Param, Part, Result, Status, Table, TaskContext, Word, command
 from tasks._apic_client import active_faults_query, client_for
 
 SEVERITIES = ("critical", "major", "minor", "warning")

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-from chatbot.args import Param, Word
-from chatbot.commands import command
-from chatbot.context import TaskContext
-from chatbot.results import Note, Result, Status, Table
-from chatbot.wording import plural
+from chatbot.api import Note, Param, Result, Status, Table, TaskContext, Word, command, plural
 
 MAX_ROWS = 200
 

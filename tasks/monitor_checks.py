@@ -8,13 +8,19 @@ import socket
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from chatbot.context import TaskContext
-from chatbot.errors import ArgumentError, TaskFailure
-from chatbot.inventory import is_ip_address
-from chatbot.monitoring import Outcome, check_kind
-from chatbot.patterns import MATCH_LIMIT_TEXT, compile_pattern, is_bounded
+from chatbot.api import (
+    MATCH_LIMIT_TEXT,
+    ArgumentError,
+    Outcome,
+    TaskContext,
+    TaskFailure,
+    check_kind,
+    compile_pattern,
+    is_bounded,
+    is_ip_address,
+    run_on_devices,
+)
 from tasks._apic_client import active_faults_query, client_for
-from tasks._device import run_on_devices
 from tasks._icmp import ping_many
 from tasks._probe import Unresolvable, host_probe_problem, pick_address, resolve_async
 from tasks.show import ShowCommandText, _check_platforms

@@ -7,13 +7,28 @@ from dataclasses import dataclass
 import icmplib
 from icmplib.exceptions import ICMPLibError, SocketPermissionError
 
-from chatbot.args import Device, Flag, Integer, NetTarget, NetworkTarget, Param, ProbeCount, SourceInterface, VrfName
-from chatbot.commands import command
-from chatbot.context import TaskContext
-from chatbot.errors import TaskFailure, UserError
-from chatbot.inventory import DeviceInfo
-from chatbot.results import Result, Status, Table, TextBlock
-from tasks._device import device_outcomes, run_on_devices
+from chatbot.api import (
+    Device,
+    DeviceInfo,
+    Flag,
+    Integer,
+    NetTarget,
+    NetworkTarget,
+    Param,
+    ProbeCount,
+    Result,
+    SourceInterface,
+    Status,
+    Table,
+    TaskContext,
+    TaskFailure,
+    TextBlock,
+    UserError,
+    VrfName,
+    command,
+    device_outcomes,
+    run_on_devices,
+)
 from tasks._ios_parsers import parse_ios_ping
 from tasks._probe import (
     DEVICE_PING,

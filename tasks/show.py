@@ -5,23 +5,34 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from chatbot.args import ArgType, Device, Param, ParseContext, Targets
-from chatbot.commands import command
-from chatbot.context import TaskContext
-from chatbot.errors import ArgumentError
-from chatbot.inventory import DeviceInfo
-from chatbot.redact import redact
-from chatbot.patterns import MATCH_LIMIT_TEXT, compile_pattern, is_bounded
-from chatbot.results import Note, Part, Result, Status, Table, TextBlock
-from chatbot.wording import plural
-from tasks._config_filters import FILTERS, LineFilter, interface_section
-from tasks._device import (
+from chatbot.api import (
+    MATCH_LIMIT_TEXT,
+    ArgType,
+    ArgumentError,
+    Device,
+    DeviceInfo,
     DeviceOutput,
+    Note,
+    Param,
+    ParseContext,
+    Part,
+    Result,
+    Status,
+    Table,
+    Targets,
+    TaskContext,
+    TextBlock,
+    command,
+    compile_pattern,
     device_outcomes,
     failures_not_in_summary,
+    is_bounded,
     outcome_summary,
+    plural,
+    redact,
     run_on_devices,
 )
+from tasks._config_filters import FILTERS, LineFilter, interface_section
 
 _COMMAND_WORD = re.compile(r"^[A-Za-z0-9._:/-]{1,64}$")
 # Printable ASCII; no '?', which an IOS command line takes as a request for help.

@@ -5,14 +5,23 @@ from __future__ import annotations
 import icmplib
 from icmplib.exceptions import ICMPLibError, SocketPermissionError
 
-from chatbot.args import Device, NetTarget, NetworkTarget, Param
-from chatbot.commands import command
-from chatbot.context import TaskContext
-from chatbot.errors import TaskFailure
-from chatbot.inventory import DeviceInfo
-from chatbot.results import Result, Status, Table, TextBlock
-from chatbot.wording import plural
-from tasks._device import device_outcomes, run_on_devices
+from chatbot.api import (
+    Device,
+    DeviceInfo,
+    NetTarget,
+    NetworkTarget,
+    Param,
+    Result,
+    Status,
+    Table,
+    TaskContext,
+    TaskFailure,
+    TextBlock,
+    command,
+    device_outcomes,
+    plural,
+    run_on_devices,
+)
 from tasks._ios_parsers import parse_ios_traceroute, traced_address
 from tasks._probe import DEVICE_TRACEROUTE, RAW_SOCKET_HINT, device_command, host_probe_address, resolved_label
 

@@ -15,7 +15,7 @@ from chatbot.cli import lab_access
 from chatbot.config import parse_config
 from chatbot.lab import Lab, LabThread
 from chatbot.results import Note, Status, Table
-from helpers import ask
+from chatbot.testing import ask
 from tasks import monitor_checks
 
 pytestmark = pytest.mark.timeout(60)
@@ -40,23 +40,23 @@ def codes(result: Any) -> set[str]:
 
 
 def test_only_raised_faults_that_are_not_cleared_count(lab: Lab, bot: Bot) -> None:
-    everything = ask(bot, "!apic faults")
+    everything = ask(bot, "!apic faults").result
     assert everything.status is Status.OK, everything.summary
     assert everything.summary == "APIC apic1: 4 active faults"
     assert codes(everything) == ACTIVE
-    critical = ask(bot, "!apic faults critical")
+    critical = ask(bot, "!apic faults critical").result
     assert critical.summary == "APIC apic1: 1 active critical fault"  # not the soaking one, not the cleared one
     assert codes(critical) == {"F0103"}
     lab.apic.clear_faults()
     lab.apic.add_fault("F0546", "critical", "Port was down", lifecycle="retaining")
-    assert ask(bot, "!apic faults").summary == "APIC apic1: no active faults"
+    assert ask(bot, "!apic faults").result.summary == "APIC apic1: no active faults"
 
 
 def test_many_faults_are_paged_and_counted(lab: Lab, bot: Bot) -> None:
     lab.apic.max_unpaged = 100  # a large fabric refuses to answer such a query unpaged
     for n in range(150):
         lab.apic.add_fault("F0532", "major", f"Port {n} is down", dn=f"topology/pod-1/node-101/sys/phys-[eth1/{n}]/fault")
-    result = ask(bot, "!apic faults")
+    result = ask(bot, "!apic faults").result
     assert result.status is Status.OK, result.summary
     assert result.summary == "APIC apic1: 154 active faults"
     table = next(p for p in result.parts if isinstance(p, Table))
@@ -64,7 +64,7 @@ def test_many_faults_are_paged_and_counted(lab: Lab, bot: Bot) -> None:
     assert [p.text for p in result.parts if isinstance(p, Note)] == ["showing 50 of 154"]
     queries = list(lab.apic.stats.queries)
     assert queries and all("page-size" in q for q in queries)
-    major = ask(bot, "!apic faults major")
+    major = ask(bot, "!apic faults major").result
     assert major.summary == "APIC apic1: 151 active major faults"
 
 

@@ -19,7 +19,7 @@ from chatbot.plugins import commands_in, load_registry
 from chatbot.results import Result, Status
 from chatbot.router import Invocation
 from chatbot.runner import Runner
-from helpers import ask, sample_bot, sample_context
+from chatbot.testing import ask, sample_bot, sample_context
 
 BUILTIN_NAMES = {"help", "whoami", "jobs", "cancel", "audit",
                  "monitor add", "monitor list", "monitor remove", "monitor pause", "monitor resume"}
@@ -38,10 +38,10 @@ def test_every_builtin_is_a_registered_inline_command() -> None:
 
 def test_builtins_run_as_no_job_and_under_no_rate_limit() -> None:
     bot = sample_bot(Config.model_validate({"limits": {"commands_per_minute": 1}}))
-    assert ask(bot, "!devices").status is Status.OK
-    assert ask(bot, "!devices").status is Status.DENIED  # the one command a minute is spent
+    assert ask(bot, "!devices").result.status is Status.OK
+    assert ask(bot, "!devices").result.status is Status.DENIED  # the one command a minute is spent
     for text in ("!help", "!whoami", "!jobs", "!audit", "!monitor list", "!help monitor add"):
-        assert ask(bot, text).status is not Status.DENIED, text
+        assert ask(bot, text).result.status is not Status.DENIED, text
     assert not bot.jobs.jobs
 
 
@@ -54,7 +54,7 @@ def test_a_failing_builtin_answers_with_a_reference_instead_of_crashing() -> Non
         raise RuntimeError("database went away")
 
     audit.recent = recent  # type: ignore[method-assign,assignment]
-    result = ask(bot, "!audit 5")
+    result = ask(bot, "!audit 5").result
     assert result.status is Status.ERROR and result.summary.startswith("audit failed inside the bot (reference ")
 
 

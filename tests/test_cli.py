@@ -168,7 +168,7 @@ def test_audit_cli_reads_rows(tmp_path: Path, capsys: pytest.CaptureFixture[str]
 
     from chatbot.app import build_bot
     from chatbot.config import load_config
-    from helpers import console_message
+    from chatbot.testing import console_message
 
     config_path = write_config(tmp_path, f"""
 [bot]

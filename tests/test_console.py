@@ -24,7 +24,7 @@ from prompt_toolkit.output.plain_text import PlainTextOutput
 
 from adapters.console import ConsoleChat
 from adapters.console_completion import CommandCompleter
-from helpers import sample_bot
+from chatbot.testing import sample_bot
 
 UP, TAB, CTRL_C, CTRL_D = "\x1b[A", "\t", "\x03", "\x04"
 

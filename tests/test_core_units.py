@@ -16,7 +16,7 @@ from chatbot.results import Note, Result, Status, Table, TextBlock
 from chatbot.router import Invocation
 from chatbot.runner import Runner
 from chatbot.secrets import SecretError, resolve_secret
-from helpers import SAMPLE_INVENTORY, sample_bot
+from chatbot.testing import SAMPLE_INVENTORY, sample_bot, sample_context
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -111,7 +111,7 @@ def _invocation(handler, timeout: float | None = None) -> Invocation:  # type: i
 
 
 def test_runner_turns_failures_into_results(caplog: pytest.LogCaptureFixture) -> None:
-    runner = Runner(context=None, command_timeout=5)
+    runner = Runner(context=sample_context(), command_timeout=5)
 
     def user_error(ctx):  # type: ignore[no-untyped-def]
         raise ArgumentError("bad thing")
@@ -188,9 +188,9 @@ def test_duplicate_command_names_are_refused() -> None:
 
 
 def test_devices_command_table() -> None:
-    from helpers import ask
+    from chatbot.testing import ask
 
-    result = ask(sample_bot(), "devices group:core")
+    result = ask(sample_bot(), "devices group:core").result
     assert result.summary == "3 devices matching 'group:core'"
     table = result.parts[0]
     assert isinstance(table, Table)
@@ -201,7 +201,7 @@ def test_devices_command_table() -> None:
 def test_example_matrix_config_is_valid() -> None:
     from adapters.bridges import BridgeResolver
     from adapters.matrix import load_matrix_config
-    from helpers import sample_bot
+    from chatbot.testing import sample_bot
 
     config = load_config(REPO / "deploy" / "matrix.toml")
     matrix = load_matrix_config(config.matrix or {})
@@ -222,7 +222,7 @@ def test_matrix_config_errors_are_one_line() -> None:
 def test_example_mattermost_and_slack_configs_are_valid() -> None:
     from adapters.mattermost import load_mattermost_config
     from adapters.slack import load_slack_config
-    from helpers import sample_bot
+    from chatbot.testing import sample_bot
 
     mm = load_config(REPO / "deploy" / "mattermost.toml")
     assert load_mattermost_config(mm.mattermost or {}).team == "corp"

@@ -14,7 +14,7 @@ from chatbot.app import build_context
 from chatbot.cli import lab_access
 from chatbot.config import parse_config
 from chatbot.lab import Fault, Lab
-from tasks._device import run_on_devices
+from chatbot.device_work import run_on_devices
 
 
 def lab_context(lab: Lab, **changes: Any) -> Any:

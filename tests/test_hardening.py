@@ -28,7 +28,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-import tasks._device
+import chatbot.device_work
 import tasks._probe
 import tasks.apic
 import tasks.ping
@@ -43,8 +43,8 @@ from chatbot.plugins import load_registry
 from chatbot.render import render_text
 from chatbot.results import Note, Result, Status, Table, TextBlock
 from chatbot.router import MAX_COMMAND_LENGTH, CommandRejected
-from tasks._device import DeviceOutput
-from helpers import SAMPLE_INVENTORY, console_message, sample_bot
+from chatbot.device_work import DeviceOutput
+from chatbot.testing import SAMPLE_INVENTORY, console_message, sample_bot
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE_DEVICES = frozenset(SAMPLE_INVENTORY["hosts"])
@@ -149,7 +149,7 @@ def install_recorders(monkeypatch: pytest.MonkeyPatch) -> Recorder:
             return [DeviceOutput(d, True, "") for d in devices]
         return run_on_devices
 
-    for module in (tasks.show, tasks.ping, tasks.traceroute, tasks._device):
+    for module in (tasks.show, tasks.ping, tasks.traceroute, chatbot.device_work):
         monkeypatch.setattr(module, "run_on_devices", session(module.__name__))
 
     def ping(address: str, count: int = 4, **kwargs: Any) -> icmplib.Host:
@@ -487,7 +487,7 @@ def test_secrets_never_come_out_anywhere(lab, tmp_path: Path, caplog: pytest.Log
 
     # The test can fail: the devices really hold these secrets, so redaction removed them.
     for name, values in planted.items():
-        [raw] = tasks._device.run_on_devices(bot.context, [name], "show running-config")
+        [raw] = chatbot.device_work.run_on_devices(bot.context, [name], "show running-config")
         assert raw.ok, raw.error
         assert len(values) >= 10 and [s for s in values if s not in raw.output] == []
         assert leaks([raw.output]), "the leak detector finds nothing in raw device output"

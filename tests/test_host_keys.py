@@ -24,7 +24,7 @@ from chatbot.hostkeys import (
     verify_host_key,
 )
 from chatbot.lab import Lab
-from tasks._device import run_on_devices
+from chatbot.device_work import run_on_devices
 
 HOST, PORT = "10.9.8.7", 2222
 

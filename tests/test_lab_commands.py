@@ -14,7 +14,7 @@ from chatbot.lab.configs import device_facts, running_config
 from chatbot.lab.planted import planted_secrets
 from chatbot.render import render_text
 from chatbot.results import Status, Table, TextBlock
-from helpers import ask
+from chatbot.testing import ask
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parent.parent
@@ -25,7 +25,7 @@ def table(result):  # type: ignore[no-untyped-def]
 
 
 def test_show_run_is_redacted(lab_bot, lab) -> None:  # type: ignore[no-untyped-def]
-    result = ask(lab_bot, "!show run r1")
+    result = ask(lab_bot, "!show run r1").result
     assert result.status is Status.OK, result.summary
     block = next(p for p in result.parts if isinstance(p, TextBlock))
     assert "hostname r1" in block.text and block.filename == "r1-running-config.txt"
@@ -38,7 +38,7 @@ def test_show_run_is_redacted(lab_bot, lab) -> None:  # type: ignore[no-untyped-
 
 
 def test_show_version_group_rows(lab_bot) -> None:  # type: ignore[no-untyped-def]
-    result = ask(lab_bot, "!show version group:core")
+    result = ask(lab_bot, "!show version group:core").result
     assert result.status is Status.OK, result.summary
     rows = table(result).rows
     assert [r[0] for r in rows] == ["r1", "r2", "r3"]
@@ -47,7 +47,7 @@ def test_show_version_group_rows(lab_bot) -> None:  # type: ignore[no-untyped-de
 
 
 def test_ping_from_device_parsed(lab_bot) -> None:  # type: ignore[no-untyped-def]
-    result = ask(lab_bot, "!ping 10.0.0.1 from r1 count 3")
+    result = ask(lab_bot, "!ping 10.0.0.1 from r1 count 3").result
     assert result.status is Status.OK, result.summary
     assert result.summary == "10.0.0.1 is reachable (3/3) from r1"
     row = table(result).rows[0]
@@ -55,48 +55,48 @@ def test_ping_from_device_parsed(lab_bot) -> None:  # type: ignore[no-untyped-de
 
 
 def test_ping_from_device_unreachable(lab_bot) -> None:  # type: ignore[no-untyped-def]
-    result = ask(lab_bot, "!ping 203.0.113.9 from r2")
+    result = ask(lab_bot, "!ping 203.0.113.9 from r2").result
     assert result.status is Status.FAILED
     assert result.summary == "203.0.113.9 is unreachable from r2"
 
 
 def test_ping_from_bot_host_to_lab_device(lab_bot) -> None:  # type: ignore[no-untyped-def]
-    result = ask(lab_bot, "!ping r1 count 2")
+    result = ask(lab_bot, "!ping r1 count 2").result
     assert result.status is Status.OK, result.summary
     row = table(result).rows[0]
     assert row[0].startswith("r1 (127.0.1.1)") and row[1] == "bot host" and row[3] == "2"
 
 
 def test_lab_host_probes_stay_on_loopback(lab_bot) -> None:  # type: ignore[no-untyped-def]
-    result = ask(lab_bot, "!ping 10.0.0.1")
+    result = ask(lab_bot, "!ping 10.0.0.1").result
     assert result.status is Status.INVALID
     assert "in lab mode the bot host only probes loopback" in result.summary
 
 
 def test_ping_from_device_with_ios_options(lab_bot) -> None:  # type: ignore[no-untyped-def]
-    result = ask(lab_bot, "!ping 10.0.0.2 from r1 source Loopback0 size 1500 df-bit repeat 10")
+    result = ask(lab_bot, "!ping 10.0.0.2 from r1 source Loopback0 size 1500 df-bit repeat 10").result
     assert result.status is Status.OK, result.summary
     assert result.summary == "10.0.0.2 is reachable (10/10) from r1"
     assert table(result).rows[0][:4] == ["10.0.0.2", "r1 (10.0.0.1)", "10", "10"]
-    too_big = ask(lab_bot, "!ping 10.0.0.2 from r1 size 1501 df-bit")
+    too_big = ask(lab_bot, "!ping 10.0.0.2 from r1 size 1501 df-bit").result
     assert too_big.status is Status.FAILED
     assert too_big.summary == ("10.0.0.2 is unreachable from r1; 3 of 5 could not be sent unfragmented (M): "
                                "the path MTU is below 1501 bytes")
-    mgmt = ask(lab_bot, "!ping r2 from r1 vrf Mgmt-intf count 2")
+    mgmt = ask(lab_bot, "!ping r2 from r1 vrf Mgmt-intf count 2").result
     assert mgmt.status is Status.OK and mgmt.summary == "r2 (127.0.1.2) is reachable (2/2) from r1"
-    no_vrf = ask(lab_bot, "!ping r2 from r1 vrf MGMT")
+    no_vrf = ask(lab_bot, "!ping r2 from r1 vrf MGMT").result
     assert no_vrf.status is Status.FAILED and no_vrf.summary == "ping from r1: % VRF MGMT does not exist."
 
 
 def test_traceroute_from_device(lab_bot) -> None:  # type: ignore[no-untyped-def]
-    result = ask(lab_bot, "!traceroute 10.0.0.1 from r1")
+    result = ask(lab_bot, "!traceroute 10.0.0.1 from r1").result
     assert result.status is Status.OK, result.summary
     rows = table(result).rows
     assert rows[-1][1] == "10.0.0.1" and rows[0][0] == "1"
 
 
 def test_generic_show_with_pipe(lab_bot) -> None:  # type: ignore[no-untyped-def]
-    result = ask(lab_bot, "!show ip int br | include up on r1,r2")
+    result = ask(lab_bot, "!show ip int br | include up on r1,r2").result
     assert result.status is Status.OK, result.summary
     blocks = [p for p in result.parts if isinstance(p, TextBlock)]
     assert [b.title for b in blocks] == ["r1: show ip interface brief | include up",
@@ -107,7 +107,7 @@ def test_generic_show_with_pipe(lab_bot) -> None:  # type: ignore[no-untyped-def
 
 
 def test_apic_health(lab_bot) -> None:  # type: ignore[no-untyped-def]
-    result = ask(lab_bot, "!apic health")
+    result = ask(lab_bot, "!apic health").result
     assert result.status is Status.OK, result.summary
     scopes = [r[0] for r in table(result).rows]
     assert scopes[0] == "fabric" and "pod-1" in scopes
@@ -115,7 +115,7 @@ def test_apic_health(lab_bot) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_apic_faults_by_severity(lab_bot) -> None:  # type: ignore[no-untyped-def]
-    result = ask(lab_bot, "!apic faults critical")
+    result = ask(lab_bot, "!apic faults critical").result
     assert result.status is Status.OK
     assert all(r[0] == "critical" for r in table(result).rows)
 
@@ -125,11 +125,11 @@ def test_apic_auth_failure_and_down(lab_bot, lab) -> None:  # type: ignore[no-un
 
     _apic_client._clients.clear()  # force a fresh login
     lab.set_fault("apic1", Fault.AUTH)
-    result = ask(lab_bot, "!apic health")
+    result = ask(lab_bot, "!apic health").result
     assert result.status is Status.FAILED
     assert result.summary == "APIC apic1 rejected the login: Username or password is incorrect - FAILED local authentication"
     lab.set_fault("apic1", Fault.DOWN)
-    result = ask(lab_bot, "!apic health")
+    result = ask(lab_bot, "!apic health").result
     assert result.status is Status.FAILED and "unreachable" in result.summary
 
 
@@ -141,7 +141,7 @@ def test_apic_auth_failure_and_down(lab_bot, lab) -> None:  # type: ignore[no-un
 ])
 def test_device_faults_are_per_device_lines(lab_bot, lab, fault, expected) -> None:  # type: ignore[no-untyped-def]
     lab.set_fault("r3", fault)
-    result = ask(lab_bot, "!show version group:core")
+    result = ask(lab_bot, "!show version group:core").result
     assert result.status is Status.PARTIAL, result.summary
     rows = {r[0]: r[1] for r in table(result).rows}
     assert rows["r1"] == "ok" and rows["r2"] == "ok"
@@ -151,13 +151,13 @@ def test_device_faults_are_per_device_lines(lab_bot, lab, fault, expected) -> No
 
 def test_slow_device_still_answers(lab_bot, lab) -> None:  # type: ignore[no-untyped-def]
     lab.set_fault("r2", Fault.SLOW)  # 1 s per command in this lab, under the 3 s device timeout
-    result = ask(lab_bot, "!show version r2")
+    result = ask(lab_bot, "!show version r2").result
     assert result.status is Status.OK, result.summary
 
 
 def test_one_device_failure_in_single_target_command(lab_bot, lab) -> None:  # type: ignore[no-untyped-def]
     lab.set_fault("r1", Fault.AUTH)
-    result = ask(lab_bot, "!show run r1")
+    result = ask(lab_bot, "!show run r1").result
     assert result.status is Status.FAILED
     assert result.summary == "show running-config on r1 failed: authentication failed (check the device credentials)"
 
@@ -187,14 +187,14 @@ def _output(result) -> str:  # type: ignore[no-untyped-def]
 def _parsed(lab_bot, command: str, device: str = "r1") -> list[dict]:  # type: ignore[no-untyped-def]
     from ntc_templates.parse import parse_output
 
-    text = _output(ask(lab_bot, f"!{command} on {device}"))
+    text = _output(ask(lab_bot, f"!{command} on {device}").result)
     return parse_output(platform="cisco_ios", command=command, data=text)
 
 
 # `show version` has its own command, whose table test_show_version_group_rows checks.
 @pytest.mark.parametrize("command", [c for c in DEFAULT_SHOW_COMMANDS if c != "show version"])
 def test_every_default_show_command_answers_and_parses(lab_bot, command) -> None:  # type: ignore[no-untyped-def]
-    result = ask(lab_bot, f"!{command} on r1")
+    result = ask(lab_bot, f"!{command} on r1").result
     text = _output(result)
     assert not any(line.startswith("% ") for line in text.splitlines()), text
     assert _parsed(lab_bot, command), f"ntc-templates found no rows in {command!r}"
@@ -242,7 +242,7 @@ def test_show_interfaces_status_and_one_interface(lab_bot) -> None:  # type: ign
     for spelling in ("show interfaces GigabitEthernet1", "show int gi1", "sh int Gi 1"):
         [row] = _parsed(lab_bot, spelling)
         assert (row["interface"], row["ip_address"], row["prefix_length"]) == ("GigabitEthernet1", "127.0.1.1", "24")
-    result = ask(lab_bot, "!show int lo0 | include address on r2")
+    result = ask(lab_bot, "!show int lo0 | include address on r2").result
     assert _output(result).strip() == "Internet address is 10.0.0.2/32"
 
 
@@ -282,12 +282,12 @@ def test_show_ip_route_tables_agree(lab_bot) -> None:  # type: ignore[no-untyped
     ("show ip route 192.0.2.1", ["% Network not in table"]),
 ])
 def test_show_ip_route_for_a_prefix(lab_bot, command, first_lines) -> None:  # type: ignore[no-untyped-def]
-    lines = _output(ask(lab_bot, f"!{command} on r1")).splitlines()
+    lines = _output(ask(lab_bot, f"!{command} on r1").result).splitlines()
     assert lines[:len(first_lines)] == first_lines
 
 
 def test_show_ip_route_major_network_lists_its_subnets(lab_bot) -> None:  # type: ignore[no-untyped-def]
-    text = _output(ask(lab_bot, "!show ip route 10.0.0.0 on r1"))
+    text = _output(ask(lab_bot, "!show ip route 10.0.0.0 on r1").result)
     full = [r for r in _parsed(lab_bot, "show ip route") if r["network"] != "0.0.0.0"]
     subnets = {(r["network"], r["prefix_length"]) for r in full}
     assert text.splitlines()[0] == f"Routing entry for 10.0.0.0/8, {len(subnets)} known subnets"
@@ -310,11 +310,11 @@ def _error_count(result) -> int:  # type: ignore[no-untyped-def]
 
 
 def test_device_error_is_printed_once(lab_bot) -> None:  # type: ignore[no-untyped-def]
-    result = ask(lab_bot, "!show ip route bogus on r1")
+    result = ask(lab_bot, "!show ip route bogus on r1").result
     assert result.status is Status.FAILED
     assert "device rejected the command: % Invalid input" in result.summary
     assert _error_count(result) == 1, render_text(result)
-    several = ask(lab_bot, "!show ip route bogus on r1,r2")
+    several = ask(lab_bot, "!show ip route bogus on r1,r2").result
     assert _error_count(several) == 2, render_text(several)  # one per device
 
 
@@ -325,12 +325,12 @@ def test_command_the_lab_lacks_fails_once(lab) -> None:  # type: ignore[no-untyp
 
     allowed = [*DEFAULT_SHOW_COMMANDS, "show ip cef"]
     bot = build_bot(parse_config({"show": {"allowed": {"default": allowed}}}), lab_access(lab))
-    result = ask(bot, "!show ip cef on r1")
+    result = ask(bot, "!show ip cef on r1").result
     assert result.status is Status.FAILED and _error_count(result) == 1, render_text(result)
 
 
 def test_only_failures_beyond_the_summary_are_listed_again() -> None:
-    from tasks._device import SUMMARY_FAILURES, DeviceOutput, failures_not_in_summary, outcome_summary
+    from chatbot.device_work import SUMMARY_FAILURES, DeviceOutput, failures_not_in_summary, outcome_summary
 
     outputs = [DeviceOutput(f"r{n}", False, error=f"error {n}") for n in range(1, SUMMARY_FAILURES + 3)]
     _, summary = outcome_summary("show x", outputs)

@@ -18,10 +18,11 @@ from chatbot.bot import Bot
 from chatbot.config import Config, ConfigError, parse_config
 from chatbot.errors import ArgumentError
 from chatbot.message import Identity, Message
-from chatbot.monitoring import MonitorService, load_check_kinds, monitors_table
+from chatbot.monitoring import MonitorService, monitors_table
+from chatbot.plugins import load_check_kinds
 from chatbot.patterns import MAX_MATCH_CHARS, bounded, compile_pattern
 from chatbot.results import Result, Status, Table
-from helpers import ask, sample_bot
+from chatbot.testing import ask, sample_bot
 from tasks._config_filters import LineFilter, interface_section
 
 CATASTROPHIC = "(.*.*)*Z"  # from the issue: Python's re backtracks on it for ages
@@ -138,7 +139,7 @@ def test_an_unknown_interface_names_the_known_ones() -> None:
     ("show run r1 int gi1;reload", "is not an interface name"),
 ])
 def test_show_run_rejections_are_one_line(text: str, reason: str) -> None:
-    result = ask(sample_bot(), "!" + text)
+    result = ask(sample_bot(), "!" + text).result
     assert result.status is Status.INVALID and reason in result.summary, result.summary
 
 
@@ -163,7 +164,7 @@ def test_show_run_filters_need_the_right_to_the_device() -> None:
     config = Config.model_validate({"limits": {"commands_per_minute": 1_000_000}, "access": {
         "roles": {"hq": {"commands": ["show.run"], "devices": ["r1"]}},
         "grants": [{"who": ["*"], "where": ["*"], "roles": ["hq"]}]}})
-    result = ask(sample_bot(config), "!show run int gi1 sw10 | include x")
+    result = ask(sample_bot(config), "!show run int gi1 sw10 | include x").result
     assert result.status is Status.DENIED
 
 
@@ -314,7 +315,7 @@ def test_show_check_matches_in_the_worker_thread(tmp_path: Path, monkeypatch: py
     """The check (and so its pattern matching) runs in the runner's threads, never on
     the event loop's."""
     import tasks.monitor_checks as checks
-    from tasks._device import DeviceOutput
+    from chatbot.device_work import DeviceOutput
 
     bot = monitor_bot(tmp_path)
     threads: list[threading.Thread] = []
@@ -355,5 +356,5 @@ def test_help_monitor_lists_subcommands_and_check_kinds(tmp_path: Path) -> None:
 
 def test_plurals() -> None:
     bot = sample_bot()
-    assert ask(bot, "!devices r1").summary == "1 device matching 'r1'"
-    assert ask(bot, "!devices group:core").summary == "3 devices matching 'group:core'"
+    assert ask(bot, "!devices r1").result.summary == "1 device matching 'r1'"
+    assert ask(bot, "!devices group:core").result.summary == "3 devices matching 'group:core'"

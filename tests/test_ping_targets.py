@@ -17,22 +17,22 @@ from typing import Any
 import icmplib
 import pytest
 
-import helpers
 import tasks._probe
 import tasks.monitor_checks
 import tasks.ping
 import tasks.traceroute
+from chatbot import testing
 from chatbot.config import Config
 from chatbot.monitoring import Monitor
 from chatbot.results import Status, Table
-from tasks._device import DeviceOutput
+from chatbot.device_work import DeviceOutput
 from tasks._icmp import Reachability
 
 GONE = "nohost.invalid"
 
 
 def inventory() -> dict[str, Any]:
-    inv = copy.deepcopy(helpers.SAMPLE_INVENTORY)
+    inv = copy.deepcopy(testing.SAMPLE_INVENTORY)
     inv["hosts"]["byname"] = {"hostname": "localhost", "groups": ["core"]}
     inv["hosts"]["gone"] = {"hostname": GONE, "groups": ["core"]}
     inv["hosts"]["fw1"] = {"hostname": "127.0.2.1", "groups": ["edge"], "platform": "juniper_junos"}
@@ -45,7 +45,7 @@ def config(**limits: Any) -> Config:
 
 @pytest.fixture()
 def use_inventory(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(helpers, "SAMPLE_INVENTORY", inventory())
+    monkeypatch.setattr(testing, "SAMPLE_INVENTORY", inventory())
 
 
 @dataclass
@@ -100,8 +100,8 @@ def table_row(result: Any) -> list[str]:
 # --- host names in the inventory ---------------------------------------------------------
 
 def test_a_device_known_by_name_is_resolved_off_the_loop_and_pinged(probes: Probes) -> None:
-    bot = helpers.sample_bot(config(host_probe_networks=["127.0.0.0/8"]))
-    result = helpers.ask(bot, "!ping byname count 2")
+    bot = testing.sample_bot(config(host_probe_networks=["127.0.0.0/8"]))
+    result = testing.ask(bot, "!ping byname count 2").result
     assert result.status is Status.OK, result.summary
     assert [address for address, _ in probes.pings] == ["127.0.0.1"]  # ::1 is outside the networks
     assert result.summary == "byname (localhost, 127.0.0.1) is reachable (2/2) from the bot host"
@@ -111,7 +111,7 @@ def test_a_device_known_by_name_is_resolved_off_the_loop_and_pinged(probes: Prob
 @pytest.mark.parametrize("command", ["!ping gone", "!traceroute gone"])
 def test_an_unresolvable_device_name_is_one_line(probes: Probes, command: str) -> None:
     for networks in ([], ["127.0.0.0/8"]):
-        result = helpers.ask(helpers.sample_bot(config(host_probe_networks=networks)), command)
+        result = testing.ask(testing.sample_bot(config(host_probe_networks=networks)), command).result
         assert result.status is Status.FAILED
         assert result.summary.startswith(f"gone: cannot resolve {GONE}")
         assert "\n" not in result.summary and "inside the bot" not in result.summary
@@ -119,14 +119,14 @@ def test_an_unresolvable_device_name_is_one_line(probes: Probes, command: str) -
 
 
 def test_an_unresolvable_typed_name_is_one_line(probes: Probes) -> None:
-    result = helpers.ask(helpers.sample_bot(config(host_probe_networks=["127.0.0.0/8"])), f"!ping {GONE}")
+    result = testing.ask(testing.sample_bot(config(host_probe_networks=["127.0.0.0/8"])), f"!ping {GONE}").result
     assert result.status is Status.FAILED
     assert result.summary.startswith(f"cannot resolve {GONE}")
 
 
 @pytest.mark.parametrize("command", ["!ping byname", "!traceroute byname"])
 def test_a_name_resolving_outside_the_networks_is_refused(probes: Probes, command: str) -> None:
-    result = helpers.ask(helpers.sample_bot(config(host_probe_networks=["10.0.0.0/8"])), command)
+    result = testing.ask(testing.sample_bot(config(host_probe_networks=["10.0.0.0/8"])), command).result
     assert result.status is Status.INVALID
     assert result.summary.startswith("byname (localhost): ")
     assert "is out of bounds: the bot host may only probe 10.0.0.0/8" in result.summary
@@ -134,7 +134,7 @@ def test_a_name_resolving_outside_the_networks_is_refused(probes: Probes, comman
 
 
 def test_traceroute_to_a_name_is_traced_to_its_address(probes: Probes) -> None:
-    result = helpers.ask(helpers.sample_bot(config(host_probe_networks=["127.0.0.0/8"])), "!traceroute byname")
+    result = testing.ask(testing.sample_bot(config(host_probe_networks=["127.0.0.0/8"])), "!traceroute byname").result
     assert probes.traces == ["127.0.0.1"]
     assert result.status is Status.OK
     assert result.summary == "traceroute to byname (localhost, 127.0.0.1) from the bot host: 1 hop"
@@ -142,7 +142,7 @@ def test_traceroute_to_a_name_is_traced_to_its_address(probes: Probes) -> None:
 
 def test_a_device_pings_a_name_itself(probes: Probes) -> None:
     probes.device_output = "Type escape sequence to abort.\n% Unrecognized host or address, or protocol not running.\n"
-    result = helpers.ask(helpers.sample_bot(config(host_probe_networks=["10.0.0.0/8"])), "!ping gone from r1")
+    result = testing.ask(testing.sample_bot(config(host_probe_networks=["10.0.0.0/8"])), "!ping gone from r1").result
     assert probes.sessions == [("r1", f"ping {GONE} repeat 5")]
     assert not [name for name, _ in probes.lookups if name == GONE]  # the bot host did not look it up
     assert result.summary == "ping from r1: % Unrecognized host or address, or protocol not running."
@@ -158,7 +158,7 @@ def test_a_ping_monitor_reports_an_unresolvable_name_as_down(probes: Probes, mon
         return {a: Reachability(a, True, 0.5, None, 2, (0.5, 0.5)) for a in addresses}
 
     monkeypatch.setattr(tasks.monitor_checks, "ping_many", ping_many)
-    ctx = helpers.sample_context(config(host_probe_networks=["127.0.0.0/8"]))
+    ctx = testing.sample_context(config(host_probe_networks=["127.0.0.0/8"]))
     spec = tasks.monitor_checks._validate_ping(ctx, "byname,gone,r1", {})  # no DNS when added
     assert not [name for name, _ in probes.lookups if name in ("localhost", GONE)]
     outcomes = tasks.monitor_checks.ping_check(ctx, spec)
@@ -167,13 +167,13 @@ def test_a_ping_monitor_reports_an_unresolvable_name_as_down(probes: Probes, mon
     assert outcomes["byname"].ok and outcomes["r1"].ok
     assert all(not on_loop for _, on_loop in probes.lookups)
 
-    narrowed = helpers.sample_context(config(host_probe_networks=["10.0.0.0/8"]))
+    narrowed = testing.sample_context(config(host_probe_networks=["10.0.0.0/8"]))
     outcomes = tasks.monitor_checks.ping_check(narrowed, {"targets": [["byname", "localhost"]]})
     assert outcomes["byname"].ok is False and "out of bounds" in outcomes["byname"].detail
 
 
 def test_a_ping_monitor_is_described_without_python_reprs(use_inventory: None) -> None:
-    ctx = helpers.sample_context(config())
+    ctx = testing.sample_context(config())
     spec = tasks.monitor_checks._validate_ping(ctx, "r1,10.0.0.9", {})
     text = Monitor("abc123", "ping", "r1,10.0.0.9", spec, 60, "console:x", "me").describe()
     assert text == "ping r1,10.0.0.9 every 1m"
@@ -192,26 +192,26 @@ def test_a_ping_monitor_is_described_without_python_reprs(use_inventory: None) -
 ])
 @pytest.mark.parametrize("command", ["ping", "traceroute"])
 def test_no_broadcast_or_network_from_the_bot_host(probes: Probes, command: str, target: str, reason: str) -> None:
-    bot = helpers.sample_bot(config(host_probe_networks=["10.9.0.0/16", "10.8.0.0/31", "10.7.0.1/32", "0.0.0.0/0",
+    bot = testing.sample_bot(config(host_probe_networks=["10.9.0.0/16", "10.8.0.0/31", "10.7.0.1/32", "0.0.0.0/0",
                                                          "ff00::/8"]))
-    result = helpers.ask(bot, f"!{command} {target}")
+    result = testing.ask(bot, f"!{command} {target}").result
     assert result.status is Status.INVALID
     assert result.summary.startswith(reason)
     assert not probes.pings and not probes.traces
 
 
 def test_hosts_of_small_networks_and_devices_may_probe_broadcasts(probes: Probes) -> None:
-    bot = helpers.sample_bot(config(host_probe_networks=["10.9.0.0/16", "10.8.0.0/31", "10.7.0.1/32"]))
+    bot = testing.sample_bot(config(host_probe_networks=["10.9.0.0/16", "10.8.0.0/31", "10.7.0.1/32"]))
     for target in ("10.8.0.0", "10.8.0.1", "10.7.0.1", "10.9.1.255", "10.9.255.254"):
-        assert helpers.ask(bot, f"!ping {target} count 1").status is Status.OK, target
+        assert testing.ask(bot, f"!ping {target} count 1").result.status is Status.OK, target
     assert [a for a, _ in probes.pings] == ["10.8.0.0", "10.8.0.1", "10.7.0.1", "10.9.1.255", "10.9.255.254"]
     probes.device_output = "Success rate is 0 percent (0/1)"
-    helpers.ask(bot, "!ping 10.9.255.255 from r1 count 1")  # a directed broadcast, on purpose
+    testing.ask(bot, "!ping 10.9.255.255 from r1 count 1").result  # a directed broadcast, on purpose
     assert probes.sessions == [("r1", "ping 10.9.255.255 repeat 1")]
 
 
 def test_host_probe_problem_allows_what_is_allowed(use_inventory: None) -> None:
-    ctx = helpers.sample_context(config())
+    ctx = testing.sample_context(config())
     assert tasks._probe.host_probe_problem(ctx, "10.9.255.255") is None  # no networks: no subnet known
     assert tasks._probe.host_probe_problem(ctx, "::ffff:255.255.255.255") is not None
 
@@ -223,10 +223,10 @@ def test_host_probe_problem_allows_what_is_allowed(use_inventory: None) -> None:
 def test_one_count_limit_everywhere(probes: Probes, command: str) -> None:
     probes.device_output = "Success rate is 100 percent (1/1), round-trip min/avg/max = 1/1/1 ms"
     for n in (0, 21):
-        result = helpers.ask(helpers.sample_bot(), command.format(n=n))
+        result = testing.ask(testing.sample_bot(), command.format(n=n)).result
         assert result.status is Status.INVALID and result.summary == "count must be between 1 and 20"
     assert not probes.pings and not probes.sessions
-    raised = helpers.ask(helpers.sample_bot(config(ping_count_max=50)), command.format(n=50))
+    raised = testing.ask(testing.sample_bot(config(ping_count_max=50)), command.format(n=50)).result
     assert raised.status is not Status.INVALID, raised.summary
     assert [p[0] for p in probes.pings] + [c for _, c in probes.sessions] in (
         ["127.0.1.1"], ["ping 10.0.0.1 repeat 50"])
@@ -241,7 +241,7 @@ def test_ios_ping_options_in_any_order(probes: Probes, command: str) -> None:
     probes.device_output = ("Sending 10, 1500-byte ICMP Echos to 10.0.0.1, timeout is 2 seconds:\n"
                             "Packet sent with a source address of 10.0.0.1 \nPacket sent with the DF bit set\n"
                             "!!!!!!!!!!\nSuccess rate is 100 percent (10/10), round-trip min/avg/max = 1/1/2 ms\n")
-    result = helpers.ask(helpers.sample_bot(), command)
+    result = testing.ask(testing.sample_bot(), command).result
     assert probes.sessions == [("r1", "ping vrf MGMT 10.0.0.1 repeat 10 size 1500 df-bit source Loopback0")]
     assert result.status is Status.OK and table_row(result)[1] == "r1 (10.0.0.1)"
 
@@ -258,29 +258,29 @@ def test_ios_ping_options_in_any_order(probes: Probes, command: str) -> None:
     ("df-bit 5", "unexpected '5'"),
 ])
 def test_ios_ping_options_are_validated(probes: Probes, options: str, reason: str) -> None:
-    result = helpers.ask(helpers.sample_bot(), f"!ping 10.0.0.1 from r1 {options}")
+    result = testing.ask(testing.sample_bot(), f"!ping 10.0.0.1 from r1 {options}").result
     assert result.status is Status.INVALID
     assert result.summary.startswith(reason), result.summary
     assert not probes.sessions
 
 
 def test_device_only_options_from_the_bot_host_and_other_platforms(probes: Probes) -> None:
-    bot = helpers.sample_bot()
-    refused = helpers.ask(bot, "!ping 127.0.0.1 source Loopback0 df-bit")
+    bot = testing.sample_bot()
+    refused = testing.ask(bot, "!ping 127.0.0.1 source Loopback0 df-bit").result
     assert refused.status is Status.INVALID
     assert refused.summary == "source and df-bit only apply to a ping from a device: add 'from <device>'"
-    junos = helpers.ask(bot, "!ping 10.0.0.1 from fw1 size 1500")
+    junos = testing.ask(bot, "!ping 10.0.0.1 from fw1 size 1500").result
     assert junos.status is Status.INVALID
     assert junos.summary == "size: only on Cisco IOS/IOS-XE devices (fw1 is juniper_junos)"
     assert not probes.pings and not probes.sessions
 
 
 def test_host_ping_size_is_the_datagram_size(probes: Probes) -> None:
-    result = helpers.ask(helpers.sample_bot(), "!ping 127.0.0.1 size 1500 count 1")
+    result = testing.ask(testing.sample_bot(), "!ping 127.0.0.1 size 1500 count 1").result
     assert result.status is Status.OK
     assert probes.pings == [("127.0.0.1", {"interval": 0, "timeout": 2, "privileged": probes.pings[0][1]["privileged"],
                                            "payload_size": 1472})]
-    helpers.ask(helpers.sample_bot(), "!ping ::1 size 1500 count 1")
+    testing.ask(testing.sample_bot(), "!ping ::1 size 1500 count 1").result
     assert probes.pings[1][1]["payload_size"] == 1452
 
 
@@ -356,15 +356,15 @@ def test_lab_round_trips_agree_with_each_other() -> None:
 
 def test_the_default_count_stays_within_a_lower_limit(probes: Probes) -> None:
     probes.device_output = "Success rate is 100 percent (3/3), round-trip min/avg/max = 1/1/1 ms"
-    helpers.ask(helpers.sample_bot(config(ping_count_max=3)), "!ping 10.0.0.1 from r1")
-    helpers.ask(helpers.sample_bot(), "!ping 10.0.0.1 from r1")
+    testing.ask(testing.sample_bot(config(ping_count_max=3)), "!ping 10.0.0.1 from r1").result
+    testing.ask(testing.sample_bot(), "!ping 10.0.0.1 from r1").result
     assert [c for _, c in probes.sessions] == ["ping 10.0.0.1 repeat 3", "ping 10.0.0.1 repeat 5"]
 
 
 def test_a_ping_monitor_refuses_what_the_bot_host_may_not_probe(use_inventory: None) -> None:
     from chatbot.errors import ArgumentError
 
-    ctx = helpers.sample_context(config(host_probe_networks=["127.0.0.0/8"]))
+    ctx = testing.sample_context(config(host_probe_networks=["127.0.0.0/8"]))
     for targets, reason in (("r1,127.255.255.255", "127.255.255.255 is the broadcast address of 127.0.0.0/8, not a host"),
                             ("10.0.0.1", "10.0.0.1 is out of bounds: the bot host may only probe 127.0.0.0/8")):
         with pytest.raises(ArgumentError) as refused:
@@ -376,7 +376,7 @@ def test_a_device_traces_a_name_to_the_address_it_resolved(probes: Probes) -> No
     probes.device_output = ("Type escape sequence to abort.\nTracing the route to core1.example.net (10.1.1.1)\n"
                             "VRF info: (vrf in name/id, vrf out name/id)\n  1 10.255.0.1 1 msec 1 msec 1 msec\n"
                             "  2 10.1.1.1 2 msec *  2 msec\n")
-    result = helpers.ask(helpers.sample_bot(), "!traceroute core1.example.net from r1")
+    result = testing.ask(testing.sample_bot(), "!traceroute core1.example.net from r1").result
     assert probes.sessions == [("r1", "traceroute core1.example.net")]
     assert result.status is Status.OK
     assert result.summary == "traceroute to core1.example.net from r1: 2 hops"

@@ -10,7 +10,7 @@ import pytest
 
 from chatbot.message import Identity, Message
 from chatbot.results import Note, Result, Status, Table, TextBlock
-from helpers import sample_bot
+from chatbot.testing import sample_bot
 
 HOSTILE = "<@U1> *bold* @channel & </code> ```"
 

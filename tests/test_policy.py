@@ -13,7 +13,7 @@ from chatbot.audit import AuditLog, audit_events, make_engine
 from chatbot.config import ConfigError, load_config
 from chatbot.message import Identity, Message
 from chatbot.results import Result, Status, Table
-from helpers import sample_bot
+from chatbot.testing import sample_bot
 
 REPO = Path(__file__).resolve().parent.parent
 NETOPS = "!netops:corp.example"
@@ -41,7 +41,7 @@ def bot(tmp_path: Path, audit: AuditLog):  # type: ignore[no-untyped-def]
     import tasks.show
 
     def fake_run(ctx, devices, command, **kw):  # type: ignore[no-untyped-def]
-        from tasks._device import DeviceOutput
+        from chatbot.device_work import DeviceOutput
         return [DeviceOutput(d, True, "ok output") for d in devices]
 
     original = tasks.show.run_on_devices

@@ -15,7 +15,7 @@ from chatbot.app import build_context
 from chatbot.config import parse_config
 from chatbot.context import TaskContext
 from sshd_server import RealSshd, free_port
-from tasks._device import DeviceOutput, run_on_devices
+from chatbot.device_work import DeviceOutput, run_on_devices
 
 pytestmark = pytest.mark.slow
 

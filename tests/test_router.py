@@ -7,7 +7,7 @@ import pytest
 from chatbot.config import Config
 from chatbot.router import CommandRejected, Router, check_printable
 from chatbot.results import Status, Table
-from helpers import ask, sample_bot, sample_context
+from chatbot.testing import ask, sample_bot, sample_context
 from chatbot.plugins import load_registry
 
 
@@ -123,7 +123,7 @@ def test_host_name_targets_need_a_dot(router: Router, ctx) -> None:  # type: ign
 
 
 def test_help_lists_every_command_with_usage() -> None:
-    result = ask(sample_bot(), "help")
+    result = ask(sample_bot(), "help").result
     assert result.status is Status.OK
     table = result.parts[0]
     assert isinstance(table, Table)
@@ -135,25 +135,25 @@ def test_help_lists_every_command_with_usage() -> None:
 
 
 def test_help_for_one_command() -> None:
-    result = ask(sample_bot(), "help ping")
+    result = ask(sample_bot(), "help ping").result
     assert result.summary.startswith("ping: ")
     texts = [p.text for p in result.parts]  # type: ignore[union-attr]
     assert ("usage: !ping <target> [from <device>] [count <count>] [size <size>] [source <interface>] [vrf <vrf>] "
             "[df-bit]") in texts
     assert any("!ping 10.0.0.1 from r1" in t for t in texts)
-    assert ask(sample_bot(), "help sh run").summary.startswith("show run:")
-    bad = ask(sample_bot(), "help frobnicate")
+    assert ask(sample_bot(), "help sh run").result.summary.startswith("show run:")
+    bad = ask(sample_bot(), "help frobnicate").result
     assert bad.status is Status.INVALID and "unknown command" in bad.summary
 
 
 def test_unknown_command_reply_suggests() -> None:
-    result = ask(sample_bot(), "!shwo version r1")
+    result = ask(sample_bot(), "!shwo version r1").result
     assert result.status is Status.INVALID
     assert "Did you mean show version" in result.summary
 
 
 def test_bad_argument_reply_carries_usage() -> None:
-    result = ask(sample_bot(), "!ping r9")
+    result = ask(sample_bot(), "!ping r9").result
     assert result.status is Status.INVALID
     assert [p.text for p in result.parts] == [  # type: ignore[union-attr]
         "usage: !ping <target> [from <device>] [count <count>] [size <size>] [source <interface>] [vrf <vrf>] [df-bit]"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -19,8 +20,7 @@ from nornir.core.task import Task
 
 from chatbot import device_failures
 from chatbot.context import TaskContext
-from chatbot.jobs import Job, current_job
-from chatbot.limits import background_work
+from chatbot.control import Progress
 from chatbot.results import Status
 from chatbot.ssh_transport import watching_sockets
 
@@ -40,17 +40,18 @@ class DeviceOutput:
 
 def run_on_devices(ctx: TaskContext, devices: list[str], command: str, *,
                    textfsm: bool = False, timeout: float | None = None) -> list[DeviceOutput]:
-    """Send `command` (already validated) to each device; one DeviceOutput per device, in order."""
+    """Send `command` (already validated) to each device; one DeviceOutput per device, in order.
+
+    A cancel (ctx.cancel) keeps queued devices from starting and cuts the sessions in
+    flight; each finished device is reported through ctx.progress."""
     # A platform no driver handles fails here, once, before any connection is tried.
     refused = {name: problem for name in devices
                if (problem := device_failures.unsupported_platform(ctx.inventory.devices[name].platform))}
     wanted = set(devices) - set(refused)
-    # Nornir's worker threads do not inherit context variables: read them here.
-    job = current_job.get()  # set by the job runner
-    background = background_work.get()  # set by the monitoring service
+    finished = _Tally(len(wanted), ctx.progress)
     nr = ctx.inventory.nornir.filter(filter_func=lambda host: host.name in wanted)
     # on_failed: Nornir otherwise skips, for good, every host that failed once.
-    results = nr.run(task=_send_command, command=command, ctx=ctx, textfsm=textfsm, job=job, background=background,
+    results = nr.run(task=_send_command, command=command, ctx=ctx, textfsm=textfsm, finished=finished,
                      timeout=timeout or ctx.config.limits.operation_timeout,
                      name=command, raise_on_error=False, on_failed=True)
     outputs = []
@@ -72,28 +73,49 @@ def run_on_devices(ctx: TaskContext, devices: list[str], command: str, *,
     return outputs
 
 
+class _Tally:
+    """Devices finished so far, counted from Nornir's worker threads."""
+
+    def __init__(self, total: int, progress: Progress) -> None:
+        self.total, self.progress = total, progress
+        self._done = 0
+        self._lock = threading.Lock()
+
+    def one_more(self) -> None:
+        with self._lock:
+            self._done += 1
+            done = self._done
+        self.progress(done, self.total)
+
+
 def _send_command(task: Task, command: str, ctx: TaskContext, textfsm: bool,
-                  timeout: float, job: Job | None, background: bool) -> NornirResult:
+                  timeout: float, finished: _Tally) -> NornirResult:
+    try:
+        return _send_one(task, command, ctx, textfsm, timeout)
+    finally:
+        finished.one_more()
+
+
+def _send_one(task: Task, command: str, ctx: TaskContext, textfsm: bool, timeout: float) -> NornirResult:
     name = task.host.name
-    if job is not None and job.cancelled:  # queued devices of a cancelled job never start
+    cancel = ctx.cancel
+    if cancel.cancelled:  # queued devices of a cancelled job never start
         return NornirResult(host=task.host, result=DeviceOutput(name, False, error="cancelled before it started"))
-    with ctx.gate.session(name, background=background):
-        if job is not None and job.cancelled:
+    with ctx.gate.session(name, background=ctx.background):
+        if cancel.cancelled:
             return NornirResult(host=task.host, result=DeviceOutput(name, False, error="cancelled before it started"))
         started = time.monotonic()
+        forget: list[Callable[[], None]] = []  # the cancel callbacks of this session
         try:
-            if job is None:
+            # Cut-able from the moment TCP connects: a device may take the login and
+            # then hold scrapli's open (no prompt) until the device timeout.
+            with watching_sockets(lambda sock: forget.append(cancel.on_cancel(_socket_cutter(sock)))):
                 conn = task.host.get_connection(CONNECTION, task.nornir.config)
-            else:
-                # Cut-able from the moment TCP connects: a device may take the login and
-                # then hold scrapli's open (no prompt) until the device timeout.
-                with watching_sockets(lambda sock: job.session_opened(name, _socket_cutter(sock))):
-                    conn = task.host.get_connection(CONNECTION, task.nornir.config)
-                job.session_opened(name, _session_cutter(conn))
+            forget.append(cancel.on_cancel(_session_cutter(conn)))
             response = conn.send_command(command, timeout_ops=timeout)
         finally:
-            if job is not None:
-                job.session_closed(name)
+            for unregister in forget:
+                unregister()
             if CONNECTION in task.host.connections:
                 _close_quietly(task)
     elapsed = time.monotonic() - started

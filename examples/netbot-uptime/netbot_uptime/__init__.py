@@ -1,0 +1,1 @@
+"""netbot-uptime: the `!uptime` command and the `uptime` monitor check kind."""
