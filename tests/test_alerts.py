@@ -7,7 +7,7 @@ from collections.abc import Mapping
 
 from chatbot.checks import Outcome
 from chatbot.monitoring.alerts import DOWN, UP, Changes, TargetState, alert, dark_sites, step
-from chatbot.results import Status
+from chatbot.results import Result, Status, Table
 
 T0 = 1_000_000.0  # an epoch second, far from zero
 HOUR = 3600.0
@@ -22,10 +22,16 @@ def fail(detail: str = "no answer") -> Outcome:
     return Outcome(False, detail)
 
 
+def table(result: Result) -> list[list[str]]:
+    [part] = result.parts
+    assert isinstance(part, Table)
+    return part.rows
+
+
 def rows(changes: Changes, sites: Mapping[str, str | None] | None = None) -> list[list[str]]:
     result = alert("monitor m1 (ssh all every 1m)", changes, sites or {})
     assert result is not None
-    return result.parts[0].rows
+    return table(result)
 
 
 def test_down_only_after_n_failures_in_a_row_and_dated_from_the_first() -> None:
@@ -57,7 +63,7 @@ def test_recovery_reports_the_outage_from_its_first_failure() -> None:
     result = alert("monitor m1 (ssh r1 every 1m)", up, {})
     assert result is not None and result.status is Status.OK
     assert result.summary == "monitor m1 (ssh r1 every 1m): 1 back up"
-    assert result.parts[0].rows == [["r1", "up", "back after 5 min"]]
+    assert table(result) == [["r1", "up", "back after 5 min"]]
 
 
 def test_still_down_is_repeated_once_per_reminder_interval() -> None:
@@ -96,7 +102,7 @@ def test_a_dark_site_is_one_line_and_other_downs_their_own() -> None:
     assert result is not None and result.status is Status.FAILED
     assert result.summary == "monitor m1 (ssh all every 1m): 5 down (site hq dark)"
     # branch has r4 still up; lab has one device only: neither is a site outage
-    assert result.parts[0].rows == [["site hq", "DOWN", "all 2 devices: r1, r2"],
+    assert table(result) == [["site hq", "DOWN", "all 2 devices: r1, r2"],
                                     ["r3", "DOWN", "r3 silent"], ["r5", "DOWN", "r5 silent"],
                                     ["r6", "DOWN", "r6 silent"]]
 
@@ -116,7 +122,7 @@ def test_one_run_with_every_kind_of_change_is_one_message() -> None:
     result = alert("monitor m1 (ssh r1,r2,r3 every 1h)", changes, {})
     assert result is not None and result.status is Status.FAILED
     assert result.summary == "monitor m1 (ssh r1,r2,r3 every 1h): 1 down, 1 still down, 1 back up"
-    assert result.parts[0].rows == [["r3", "DOWN", "off"], ["r2", "still down", "for 2 h 0 min: still off"],
+    assert table(result) == [["r3", "DOWN", "off"], ["r2", "still down", "for 2 h 0 min: still off"],
                                     ["r1", "up", "back after 2 h 0 min"]]
 
 

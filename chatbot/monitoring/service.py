@@ -15,7 +15,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from apscheduler.jobstores.base import JobLookupError
@@ -86,7 +86,7 @@ class MonitorService:
         self.scheduler = AsyncIOScheduler(
             jobstores={"default": SQLAlchemyJobStore(engine=self.engine, tablename="apscheduler_jobs")},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 300},
-            timezone=timezone.utc,
+            timezone=UTC,
         )
         self.scheduler.start()
         # validating a check may compile patterns and read the inventory: not on the loop
@@ -177,7 +177,7 @@ class MonitorService:
         assert self.scheduler is not None
         self.scheduler.add_job(RUN_SCHEDULED, "interval", seconds=monitor.interval, id=monitor.id,
                                args=[self.database, monitor.id], replace_existing=True,
-                               **({"next_run_time": datetime.now(timezone.utc)} if self.first_run_now else {}))
+                               **({"next_run_time": datetime.now(UTC)} if self.first_run_now else {}))
         if monitor.paused:
             self.scheduler.pause_job(monitor.id)
 

@@ -17,7 +17,8 @@ from sqlalchemy.engine import Connection, Engine
 
 from chatbot.monitoring.alerts import Changes, TargetState
 from chatbot.monitoring.model import Monitor, MonitorRefused
-from chatbot.store import monitor_state_table as state_table, monitors_table, prepare, transaction
+from chatbot.store import monitor_state_table as state_table
+from chatbot.store import monitors_table, prepare, transaction
 from chatbot.wording import plural
 
 
