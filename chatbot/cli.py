@@ -7,10 +7,10 @@ import asyncio
 import logging
 import os
 import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
-
-from datetime import datetime
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from chatbot.config import Config, load_config
 from chatbot.errors import UserError
@@ -147,7 +147,7 @@ def _start_lab(devices: int, delay: float, faults: list[tuple[str, str]]) -> tup
     return lab_thread, lab
 
 
-def lab_access(lab: object) -> "LabAccess":
+def lab_access(lab: object) -> LabAccess:
     from chatbot.app import LabAccess
 
     return LabAccess(
@@ -237,7 +237,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         lab_thread.stop()
 
 
-async def serve(config: Config, lab: "LabAccess | None" = None) -> int:
+async def serve(config: Config, lab: LabAccess | None = None) -> int:
     """Every configured chat adapter on one core, until SIGINT or SIGTERM."""
     import signal
 
@@ -245,8 +245,8 @@ async def serve(config: Config, lab: "LabAccess | None" = None) -> int:
     from adapters.registry import configured
     from chatbot.app import build_bot
     from chatbot.audit import AuditLog
-    from chatbot.store import make_engine
     from chatbot.state import ChatState
+    from chatbot.store import make_engine
 
     engine = make_engine(config.bot.database)
     bot = build_bot(config, lab, audit=AuditLog(engine))
@@ -269,9 +269,9 @@ async def serve(config: Config, lab: "LabAccess | None" = None) -> int:
     for task in runs:
         task.cancel()
     await asyncio.gather(*runs, return_exceptions=True)
-    for task in done:
-        if task is not stopper and task.exception() is not None:
-            raise task.exception()  # type: ignore[misc]
+    for finished in done:
+        if finished is not stopper and (err := finished.exception()) is not None:
+            raise err
     return 0
 
 
@@ -304,8 +304,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     if problems:
         print(f"{plural(len(problems), 'problem')} found")
         return 1
-    what = "offline: config and inventory only" if args.offline else \
-        f"{plural(len(devices), 'device')} logged in, {len(endpoints)} APIC and {plural(len(chat), 'chat server')} reached"
+    what = "offline: config and inventory only" if args.offline else (
+        f"{plural(len(devices), 'device')} logged in, {len(endpoints)} APIC and "
+        f"{plural(len(chat), 'chat server')} reached")
     print(f"all checks passed ({what})")
     return 0
 
@@ -325,7 +326,7 @@ def _chat_configs(config: Config) -> list[tuple[str, Callable[[], str | None]]]:
     return probes
 
 
-def _apic_problem(endpoint: "ApicEndpoint") -> str | None:
+def _apic_problem(endpoint: ApicEndpoint) -> str | None:
     """Log in and read the fabric health, as `!apic health` does; then log out.
     The line names the APIC ("APIC fabric1 rejected the login: ...")."""
     from chatbot.errors import TaskFailure
@@ -342,12 +343,19 @@ def _apic_problem(endpoint: "ApicEndpoint") -> str | None:
 
 
 def cmd_trust(args: argparse.Namespace) -> int:
+    from asyncssh.public_key import decode_ssh_public_key
+
     from chatbot.app import build_context, host_key_policy
     from chatbot.device_failures import describe_failure
-    from chatbot.hostkeys import (HostKeyChanged, HostKeyError, fingerprint, known_entry_name,
-                                  preferred_algorithms, trust_host_key)
+    from chatbot.hostkeys import (
+        HostKeyChanged,
+        HostKeyError,
+        fingerprint,
+        known_entry_name,
+        preferred_algorithms,
+        trust_host_key,
+    )
     from chatbot.ssh_transport import scan_host_key
-    from asyncssh.public_key import decode_ssh_public_key
 
     config = load_config(args.config)
     ctx = build_context(config)
@@ -400,17 +408,17 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 
 def _since(text: str) -> datetime:
-    from datetime import timedelta, timezone
+    from datetime import timedelta
 
     from chatbot.durations import parse_duration
     from chatbot.errors import ArgumentError
 
     try:
-        return datetime.now(timezone.utc) - timedelta(seconds=parse_duration(text, unit_required=True))
+        return datetime.now(UTC) - timedelta(seconds=parse_duration(text, unit_required=True))
     except ArgumentError:
         pass  # not a duration: a date, then
     try:
         day = datetime.fromisoformat(text)
     except ValueError:
         raise UserError(f"--since {text}: use 30m, 24h, 7d or a date such as 2026-11-01") from None
-    return day if day.tzinfo else day.replace(tzinfo=timezone.utc)
+    return day if day.tzinfo else day.replace(tzinfo=UTC)
