@@ -149,6 +149,8 @@ class JobRunner:
         self._by_message: dict[str, Job] = {}
         self._recent: dict[str, deque[float]] = {}
         self._slots: dict[str, asyncio.Condition] = {}
+        # The loop keeps only weak references to tasks: a wake-up must not be collected mid-way.
+        self._wakers: set[asyncio.Task[None]] = set()
 
     def new_job(self, *, user: str, platform: str, room: str, command: str, text: str, devices: list[str],
                 message_id: str | None) -> Job:
@@ -230,7 +232,9 @@ class JobRunner:
         job.cut_sessions()  # sessions in flight are closed; queued devices never start
         slot = self._slots.get(job.user)
         if slot is not None:
-            asyncio.ensure_future(self._wake(slot))
+            waker = asyncio.ensure_future(self._wake(slot))
+            self._wakers.add(waker)
+            waker.add_done_callback(self._wakers.discard)
         return job
 
     @staticmethod
