@@ -3,13 +3,21 @@ PYTHON ?= python3
 VENV ?= .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lab bench clean
+# `make lint` checks LINT_PATHS. `make lint-core` checks only the files that are clean
+# today (not yet tasks/ and chatbot/monitoring.py); its mypy follows their imports
+# silently, so a finding in an unchecked module does not fail it.
+LINT_PATHS ?= chatbot adapters tasks scrapli_netbot
+LINT_CORE_PATHS := $(filter-out chatbot/monitoring.py,$(wildcard chatbot/*.py)) \
+	chatbot/builtins chatbot/lab chatbot/migrations adapters scrapli_netbot
+
+.PHONY: demo test lab bench lint lint-core clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit("Python 3.11 or newer is needed" if sys.version_info < (3, 11) else 0)'
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -e '.[test]'
+	$(VENV)/bin/pip uninstall --quiet --yes netchatops 2>/dev/null || true  # the distribution's old name
+	$(VENV)/bin/pip install --quiet -e '.[test,lint]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -17,6 +25,14 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(VENV)/bin/pytest
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check $(LINT_PATHS)
+	$(VENV)/bin/mypy $(LINT_PATHS)
+
+lint-core: $(STAMP)
+	$(VENV)/bin/ruff check $(LINT_CORE_PATHS) bench
+	$(VENV)/bin/mypy --follow-imports=silent $(LINT_CORE_PATHS)
 
 lab: $(STAMP)
 	$(VENV)/bin/chatbot lab

@@ -30,7 +30,7 @@ class Backoff:
         """Wait `seconds` (or until stopped); the wait after it is twice as long."""
         try:
             await asyncio.wait_for(self.stopping.wait(), self.seconds)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
         self.seconds = min(self.seconds * 2, self.most)
 

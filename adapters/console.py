@@ -24,8 +24,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from chatbot.inbox import answer_with_progress
 from chatbot.bot import Bot
+from chatbot.inbox import answer_with_progress
 from chatbot.jobs import Job
 from chatbot.message import Identity, Message, Reply
 from chatbot.render import render_text
@@ -108,9 +108,10 @@ class ConsoleChat:
         from adapters.console_completion import CommandCompleter
 
         history = FileHistory(str(self.history_file)) if self._history_ready() else InMemoryHistory()
-        self.session = session = PromptSession(
+        session: PromptSession[str] = PromptSession(
             history=history, complete_while_typing=False,
             completer=CommandCompleter(self.bot.registry, self.bot.context.inventory, self.bot.prefix))
+        self.session = session
         with _above_the_prompt() as out:
             self._out = out
             try:

@@ -46,14 +46,14 @@ class CommandCompleter(Completer):
         """The words that may come next while the command is still being named."""
         out = set()
         for spelling, _ in self.registry.spellings():
-            if len(spelling) > len(typed) and all(s.startswith(w) for w, s in zip(typed, spelling)):
+            if len(spelling) > len(typed) and all(s.startswith(w) for w, s in zip(typed, spelling, strict=False)):
                 out.add(spelling[len(typed)])
         return out
 
     def _command(self, typed: list[str]) -> Command | None:
         """The command the first words name, the longest spelling first."""
         found = [(len(spelling), cmd) for spelling, cmd in self.registry.spellings()
-                 if len(spelling) <= len(typed) and all(s.startswith(w) for w, s in zip(typed, spelling))]
+                 if len(spelling) <= len(typed) and all(s.startswith(w) for w, s in zip(typed, spelling, strict=False))]
         return max(found, key=lambda pair: pair[0])[1] if found else None
 
     def _targets(self) -> list[str]:

@@ -92,7 +92,8 @@ def load_matrix_config(raw: dict[str, Any]) -> MatrixConfig:
     except ValidationError as err:
         first = err.errors()[0]
         raise ConfigError(f"[matrix] {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
-    unknown = set(cfg.model_extra or {}) - {f"{s}{x}" for s in ("password", "access_token") for x in ("", "_env", "_file")}
+    secret_keys = {f"{s}{x}" for s in ("password", "access_token") for x in ("", "_env", "_file")}
+    unknown = set(cfg.model_extra or {}) - secret_keys
     if unknown:
         raise ConfigError(f"[matrix] unknown setting {sorted(unknown)[0]}")
     return cfg
@@ -198,8 +199,9 @@ class MatrixAdapter:
         since = self._position
         # full_state on the first sync of this process: room state (members, encryption)
         # is not kept between runs, only the position.
-        resp = await self.client.sync(timeout=0 if self.client.next_batch is None else int(self.cfg.sync_timeout * 1000),
-                                      since=since, full_state=self.client.next_batch is None)
+        first = self.client.next_batch is None
+        resp = await self.client.sync(timeout=0 if first else int(self.cfg.sync_timeout * 1000),
+                                      since=since, full_state=first)
         if not isinstance(resp, SyncResponse):
             status = getattr(resp, "status_code", "")
             if status == "M_UNKNOWN_TOKEN":
@@ -405,7 +407,7 @@ class MatrixAdapter:
             msg, self.cfg.progress_after,
             acknowledge=lambda: self._send(msg, self._content(msg, self.bot.progress_text(msg.message_id), None)),
             deliver=lambda reply, ack_id: self._deliver(msg, reply, ack_id),
-            update=lambda ack_id, text: self._send(msg, self._edit(ack_id, self._content(msg, text, None))),
+            update=lambda ack_id, text: self._update(msg, ack_id, text),
             progress_every=self.cfg.progress_every,
         )
 
@@ -416,6 +418,10 @@ class MatrixAdapter:
         await self._send(msg, content if ack_id is None else self._edit(ack_id, content))
         for attachment in files:
             await self._send_file(msg, attachment.filename, attachment.text)
+
+    async def _update(self, msg: Message, ack_id: str, text: str) -> None:
+        """Edit the acknowledgement `ack_id` into the job's progress `text`."""
+        await self._send(msg, self._edit(ack_id, self._content(msg, text, None)))
 
     @staticmethod
     def _edit(event_id: str, content: dict[str, Any]) -> dict[str, Any]:

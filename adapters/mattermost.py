@@ -59,16 +59,22 @@ import re
 import ssl
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
 from mattermostautodriver import AsyncTypedDriver
-from mattermostautodriver.exceptions import (ContentTooLarge, FeatureDisabled, InvalidOrMissingParameters,
-                                              MattermostError, NoAccessTokenProvided, NotEnoughPermissions,
-                                              ResourceNotFound)
+from mattermostautodriver.exceptions import (
+    ContentTooLarge,
+    FeatureDisabled,
+    InvalidOrMissingParameters,
+    MattermostError,
+    NoAccessTokenProvided,
+    NotEnoughPermissions,
+    ResourceNotFound,
+)
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from adapters.bridges import BridgeResolver
@@ -77,8 +83,8 @@ from adapters.mattermost_http import MattermostHttp, wait_for_rate_limits
 from chatbot.bot import Bot
 from chatbot.config import ConfigError
 from chatbot.errors import UserError
-from chatbot.message import Message, Reply
 from chatbot.inbox import Inbox
+from chatbot.message import Message, Reply
 from chatbot.render import Attachment, code_block, escape_markdown, render_markdown, split_attachments
 from chatbot.results import Note, Result
 from chatbot.secrets import SecretError, resolve_secret
@@ -120,7 +126,7 @@ class MattermostConfig(BaseModel):
         if parts.path not in ("", "/") or parts.query or parts.fragment:
             raise ValueError("a server under a sub-path is not supported; give https://host[:port]")
         try:
-            parts.port
+            _ = parts.port  # urlsplit validates the port only when it is read
         except ValueError:
             raise ValueError("the port is not a number") from None
         return value.rstrip("/")
@@ -306,7 +312,7 @@ class MattermostAdapter:
                     # whether the token still holds (a 401 there is fatal).
                     await self.login()
                     raise ConnectionError("the websocket closed during authentication") from None
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     raise ConnectionError(f"no hello from the websocket within {AUTH_TIMEOUT:.0f} s") from None
                 log.info("mattermost: listening as @%s", self.username)
                 # After hello: what is posted from now on comes on the socket (held until
@@ -343,7 +349,7 @@ class MattermostAdapter:
                 continue
             try:
                 frame = await asyncio.wait_for(self._receive(ws), due - now)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 continue
             except _SocketClosed:
                 return "the server closed the connection"
@@ -562,6 +568,10 @@ class MattermostAdapter:
         await asyncio.sleep(max(0.0, self._saved_at + POSITION_SAVE_EVERY - time.monotonic()))
         await asyncio.shield(self._save_positions())  # a stop waits for a write under way
 
+    def _put_positions(self, positions: dict[str, str]) -> None:
+        for channel, position in positions.items():
+            self.state.put(self._position_key(channel), position)
+
     async def _save_positions(self) -> None:
         async with self._saving:
             if not self._unsaved:
@@ -570,7 +580,7 @@ class MattermostAdapter:
             self._unsaved.clear()
             self._saved_at = time.monotonic()
             try:
-                await asyncio.to_thread(lambda: [self.state.put(self._position_key(c), v) for c, v in todo.items()])
+                await asyncio.to_thread(self._put_positions, todo)
             except Exception as err:  # the database is away: try again with the next save
                 self._unsaved.update(todo)
                 log.warning("mattermost: could not save the channel positions: %s", short_error(err))
@@ -603,7 +613,8 @@ class MattermostAdapter:
         root = msg.thread or msg.message_id or ""  # a thread's replies all hang off its root post
         await self.inbox.answer(
             msg, self.cfg.progress_after,
-            acknowledge=lambda: self._create_post(msg.room, root, escape_markdown(self.bot.progress_text(msg.message_id))),
+            acknowledge=lambda: self._create_post(msg.room, root,
+                                                  escape_markdown(self.bot.progress_text(msg.message_id))),
             deliver=lambda reply, ack_id: self._deliver(msg.room, root, reply, ack_id),
             update=self._progress,
         )
@@ -735,7 +746,7 @@ def _int(value: Any) -> int:
 
 
 def _utc_text(seconds: float) -> str:
-    return datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _channel_label(channel: ChannelInfo) -> str:

@@ -80,8 +80,8 @@ from adapters.common import Backoff, short_error
 from chatbot.bot import Bot
 from chatbot.config import ConfigError
 from chatbot.errors import UserError
-from chatbot.message import Message, Reply
 from chatbot.inbox import Inbox
+from chatbot.message import Message, Reply
 from chatbot.render import Attachment, escape_mrkdwn, render_mrkdwn, render_text, split_attachments
 from chatbot.results import Note, Result
 from chatbot.secrets import resolve_secret
@@ -427,7 +427,8 @@ class SlackAdapter:
 
     async def _progress(self, target: Target, ack_ts: str, text: str) -> None:
         if ack_ts != EPHEMERAL and self.web is not None:  # an ephemeral note cannot be edited
-            await self.web.chat_update(channel=target.channel, ts=ack_ts, text=self._with_header(target, escape_mrkdwn(text)))
+            text = self._with_header(target, escape_mrkdwn(text))
+            await self.web.chat_update(channel=target.channel, ts=ack_ts, text=text)
 
     async def _deliver(self, target: Target, reply: Reply, ack_ts: str | None) -> None:
         assert self.web is not None
@@ -504,7 +505,7 @@ class _WebClient(AsyncWebClient):
 
     on_refused: Callable[[str, SlackApiError], None] | None = None
 
-    async def api_call(self, api_method: str, **kwargs: Any) -> Any:  # type: ignore[override]
+    async def api_call(self, api_method: str, **kwargs: Any) -> Any:
         try:
             return await super().api_call(api_method, **kwargs)
         except SlackApiError as err:
@@ -591,7 +592,7 @@ class _SocketModeClient(SocketModeClient):
     async def connect_to_new_endpoint(self, force: bool = False) -> None:
         try:
             await asyncio.wait_for(self.connect_operation_lock.acquire(), timeout=5)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return  # another reconnection is under way
         try:
             if not self.closed and (force or not await self.is_connected()):

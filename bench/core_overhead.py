@@ -149,7 +149,7 @@ async def bench_commands(iterations: int, warmup: int, workdir: Path) -> dict[tu
         for label, (platform, room, sender, direct), text, expect in CASES:
             msg = Message(platform=platform, room=room, sender=sender, text=text, direct=direct)
 
-            async def step() -> None:
+            async def step(bot: Bot = bot, msg: Message = msg, text: str = text, expect: str = expect) -> None:
                 reply = await bot.handle(msg)
                 assert reply is not None and reply.result.status.value == expect, (text, reply)
                 render_text(reply.result)
@@ -167,7 +167,8 @@ async def bench_commands(iterations: int, warmup: int, workdir: Path) -> dict[tu
 async def bench_pieces(iterations: int, warmup: int, workdir: Path) -> dict[str, float]:
     print("pieces:")
     audit = AuditLog(make_engine(f"sqlite:///{workdir / 'pieces.sqlite'}"))
-    event = AuditEvent(kind="decision", request_id="0123456789ab", user="alice", platform_id="matrix:@alice:corp.example",
+    event = AuditEvent(kind="decision", request_id="0123456789ab", user="alice",
+                       platform_id="matrix:@alice:corp.example",
                        bridge=None, weak=False, platform="matrix", room="!netops:corp.example", command="devices",
                        arguments="devices group:core", decision="allow", outcome="grant 3 (admin)")
 

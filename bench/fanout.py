@@ -420,8 +420,8 @@ def verdict(results: list[dict[str, Any]], transport: str) -> None:
                   f"{'<=' if r['cpu_per_device'] <= TARGET_CPU_PER_DEVICE else 'MISSES'} {TARGET_CPU_PER_DEVICE}",
                   f"failures {r['failures']}" + ("" if r["failures"] == 0 else " MISSES 0")]
         if r["devices"] >= 1000:
-            checks.append(f"peak {r['peak_mb']:.0f} MB "
-                          f"{'<=' if r['peak_mb'] <= TARGET_PEAK_MB_AT_1000 else 'MISSES'} {TARGET_PEAK_MB_AT_1000:.0f} MB")
+            verdict = "<=" if r["peak_mb"] <= TARGET_PEAK_MB_AT_1000 else "MISSES"
+            checks.append(f"peak {r['peak_mb']:.0f} MB {verdict} {TARGET_PEAK_MB_AT_1000:.0f} MB")
         print(f"  {r['devices']:5} devices: " + "; ".join(checks))
 
 

@@ -27,7 +27,6 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 
 from nio import AsyncClient, RoomCreateResponse  # noqa: E402
-
 from synapse_server import SynapseServer  # noqa: E402
 
 PASSWORD = "bench-password"

@@ -103,10 +103,12 @@ def main() -> None:
     p.add_argument("--count", type=int, default=1)
     p.add_argument("--timeout", type=float, default=1.0)
     p.add_argument("--concurrency", type=int, default=500)
-    p.add_argument("--every", type=float, default=0.0, help="seconds from one cycle's start to the next (0: back to back)")
+    p.add_argument("--every", type=float, default=0.0,
+                   help="seconds from one cycle's start to the next (0: back to back)")
     p.add_argument("--target", type=float, default=2.0)
     p.add_argument("--compare", action="store_true", help="also time icmplib.async_multiping (one socket per address)")
-    p.add_argument("--private-netns", action="store_true", help="run in a private netns where ping sockets are allowed (root)")
+    p.add_argument("--private-netns", action="store_true",
+                   help="run in a private netns where ping sockets are allowed (root)")
     args = p.parse_args()
     if args.private_netns:
         if os.geteuid() != 0:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
+from collections.abc import Mapping
 
 from chatbot.config import Config, ConfigError
 from chatbot.errors import ArgumentError
@@ -126,5 +127,5 @@ def _check_where(config: Config, where: str) -> None:
                           "platform:room-id (e.g. matrix:!abc:corp.example), direct, or *")
 
 
-def _known(names: dict, prefix: str = "") -> str:  # type: ignore[type-arg]
+def _known(names: Mapping[str, object], prefix: str = "") -> str:
     return f" (known: {', '.join(prefix + n for n in names)})" if names else ""

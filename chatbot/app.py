@@ -10,7 +10,6 @@ from typing import Any
 
 from chatbot.access_config import build_policy
 from chatbot.audit import AuditLog
-from chatbot.store import make_engine
 from chatbot.bot import Bot, all_permissions
 from chatbot.config import ApicConfig, Config
 from chatbot.context import TaskContext
@@ -18,11 +17,12 @@ from chatbot.errors import UserError
 from chatbot.hostkeys import DEFAULT_KNOWN_HOSTS, HostKeyMode, HostKeyPolicy
 from chatbot.inventory import Credentials, DeviceInventory, build_nornir
 from chatbot.jobs import JobRunner, JobStore
-from chatbot.monitoring import MonitorService
 from chatbot.limits import DeviceGate
+from chatbot.monitoring import MonitorService
 from chatbot.plugins import load_check_kinds, load_registry
 from chatbot.secrets import resolve_secret
 from chatbot.ssh_transport import scrapli_transport_extras
+from chatbot.store import make_engine
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,8 @@ def build_context(config: Config, lab: LabAccess | None = None) -> TaskContext:
         nr = build_nornir(data=lab.inventory, workers=workers, scrapli_extras=extras,
                           credentials=Credentials(lab.username, lab.password, lab.enable_secret))
         # The lab's inventory disables key checks for other clients; not for the bot.
-        nr.inventory.defaults.connection_options["scrapli"].extras.update(extras)
+        scrapli_options = nr.inventory.defaults.connection_options["scrapli"]
+        scrapli_options.extras = {**(scrapli_options.extras or {}), **extras}
         config.apic.setdefault("apic1", ApicConfig(
             url=lab.apic_url, username=lab.apic_username, password=lab.apic_password,
             verify_tls=str(lab.apic_ca_file) if lab.apic_ca_file else True))

@@ -8,7 +8,7 @@ callers on the event loop hand them to a thread.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, insert, select
@@ -39,7 +39,7 @@ class AuditEvent:
     device: str | None = None
     outcome: str | None = None
     duration_ms: float | None = None
-    at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
 _INSERT = insert(audit_events)
@@ -86,6 +86,6 @@ class AuditLog:
         return list(reversed(rows))
 
     def prune(self, older_than_days: int) -> int:
-        cutoff = datetime.now(timezone.utc) - timedelta(days=older_than_days)
+        cutoff = datetime.now(UTC) - timedelta(days=older_than_days)
         with transaction(self.engine) as conn:
             return conn.execute(delete(audit_events).where(audit_events.c.at < cutoff)).rowcount or 0

@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from chatbot import store
 from chatbot.audit import AuditEvent, AuditLog
 from chatbot.builtins import EXTRA_PERMISSIONS, builtin_commands
 from chatbot.builtins.call import Call
@@ -26,7 +27,6 @@ from chatbot.redact import redact
 from chatbot.results import Part, Result, Status, Table, TextBlock, invalid
 from chatbot.router import CommandRejected, Router
 from chatbot.runner import Runner
-from chatbot import store
 
 log = logging.getLogger(__name__)
 

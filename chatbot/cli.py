@@ -7,12 +7,12 @@ import asyncio
 import logging
 import os
 import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from datetime import datetime
-from typing import TYPE_CHECKING, Any, Callable
-
-from chatbot.config import Config, load_config
+from chatbot.config import LOG_LEVELS, Config, load_config
 from chatbot.errors import UserError
 from chatbot.wording import plural
 
@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from chatbot.context import ApicEndpoint
 
 log = logging.getLogger("chatbot")
+LOG_LEVEL_ENV = "CHATBOT_LOG_LEVEL"
+DEFAULT_LOG_LEVEL = "WARNING"
 LAB_SECRETS_DIR = Path("var/lab-secrets")
 LAB_KNOWN_HOSTS = Path("var/lab-known_hosts")  # rewritten at every lab start: its keys are new each time
 LAB_APIC_CA = Path("var/lab-apic-ca.pem")  # the lab APIC's self-signed certificate, new at every start
@@ -29,12 +31,13 @@ LAB_APIC_CA = Path("var/lab-apic-ca.pem")  # the lab APIC's self-signed certific
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=os.environ.get("CHATBOT_LOG_LEVEL", args.log_level),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    # Nornir and scrapli log every session at INFO; that is noise in a terminal chat.
-    for noisy in ("scrapli", "asyncssh", "aiohttp.access"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
+        # Until a command has read its config, the level is the flag's or the environment's.
+        logging.basicConfig(level=log_level(args.log_level, os.environ.get(LOG_LEVEL_ENV)),
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+        # Nornir and scrapli log every session at INFO; that is noise in a terminal chat.
+        for noisy in ("scrapli", "asyncssh", "aiohttp.access"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
         return int(args.func(args) or 0)
     except UserError as err:
         print(f"chatbot: {err}", file=sys.stderr)
@@ -43,9 +46,37 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def log_level(flag: str | None, env: str | None, configured: str | None = None) -> str:
+    """The log level: --log-level, else CHATBOT_LOG_LEVEL, else [bot] log_level, else WARNING."""
+    if flag is not None:
+        return flag
+    if env:
+        level = env.strip().upper()
+        if level not in LOG_LEVELS:
+            raise UserError(f"{LOG_LEVEL_ENV}={env}: use one of {', '.join(LOG_LEVELS)}")
+        return level
+    return configured or DEFAULT_LOG_LEVEL
+
+
+def _level_name(text: str) -> str:
+    level = text.upper()
+    if level not in LOG_LEVELS:
+        raise argparse.ArgumentTypeError(f"use one of {', '.join(LOG_LEVELS)}")
+    return level
+
+
+def _load_config(args: argparse.Namespace) -> Config:
+    """The command's config file, whose [bot] log_level applies from now on."""
+    config = load_config(args.config)
+    logging.getLogger().setLevel(log_level(args.log_level, os.environ.get(LOG_LEVEL_ENV), config.bot.log_level))
+    return config
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="chatbot", description="Network ChatOps bot")
-    p.add_argument("--log-level", default="WARNING", help="DEBUG, INFO, WARNING (default), ERROR")
+    p.add_argument("--log-level", type=_level_name, metavar="LEVEL",
+                   help=f"DEBUG, INFO, WARNING, ERROR or CRITICAL; wins over {LOG_LEVEL_ENV} and the "
+                        f"config's [bot] log_level (default {DEFAULT_LOG_LEVEL})")
     sub = p.add_subparsers(required=True, metavar="COMMAND")
 
     shell = sub.add_parser("shell", help="chat with the bot in this terminal")
@@ -113,7 +144,7 @@ def cmd_shell(args: argparse.Namespace) -> int:
     from adapters.console import ConsoleChat, history_path
     from chatbot.app import build_bot
 
-    config = load_config(args.config) if args.config else Config()
+    config = _load_config(args) if args.config else Config()
     if not (args.lab or config.inventory.lab):
         if args.config is None:
             raise UserError("give --lab for the built-in lab, or --config FILE for your inventory")
@@ -147,7 +178,7 @@ def _start_lab(devices: int, delay: float, faults: list[tuple[str, str]]) -> tup
     return lab_thread, lab
 
 
-def lab_access(lab: object) -> "LabAccess":
+def lab_access(lab: object) -> LabAccess:
     from chatbot.app import LabAccess
 
     return LabAccess(
@@ -220,7 +251,7 @@ def _lab_secrets() -> dict[str, str]:
 def cmd_run(args: argparse.Namespace) -> int:
     from adapters.registry import configured, section_names
 
-    config = load_config(args.config)
+    config = _load_config(args)
     platforms = [platform.name for platform in configured(config)]
     if not platforms:
         raise UserError(f"{args.config}: no chat platform configured: add {section_names()}; "
@@ -237,7 +268,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         lab_thread.stop()
 
 
-async def serve(config: Config, lab: "LabAccess | None" = None) -> int:
+async def serve(config: Config, lab: LabAccess | None = None) -> int:
     """Every configured chat adapter on one core, until SIGINT or SIGTERM."""
     import signal
 
@@ -245,8 +276,8 @@ async def serve(config: Config, lab: "LabAccess | None" = None) -> int:
     from adapters.registry import configured
     from chatbot.app import build_bot
     from chatbot.audit import AuditLog
-    from chatbot.store import make_engine
     from chatbot.state import ChatState
+    from chatbot.store import make_engine
 
     engine = make_engine(config.bot.database)
     bot = build_bot(config, lab, audit=AuditLog(engine))
@@ -269,9 +300,9 @@ async def serve(config: Config, lab: "LabAccess | None" = None) -> int:
     for task in runs:
         task.cancel()
     await asyncio.gather(*runs, return_exceptions=True)
-    for task in done:
-        if task is not stopper and task.exception() is not None:
-            raise task.exception()  # type: ignore[misc]
+    for finished in done:
+        if finished is not stopper and (err := finished.exception()) is not None:
+            raise err
     return 0
 
 
@@ -279,7 +310,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     from chatbot.app import build_bot
     from chatbot.preflight import device_problems
 
-    config = load_config(args.config)
+    config = _load_config(args)
     if config.inventory.lab:
         raise UserError("[inventory] lab = true: nothing to check; use chatbot shell --lab")
     bot = build_bot(config)  # inventory, secrets, access policy and database, as `run` would
@@ -304,8 +335,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     if problems:
         print(f"{plural(len(problems), 'problem')} found")
         return 1
-    what = "offline: config and inventory only" if args.offline else \
-        f"{plural(len(devices), 'device')} logged in, {len(endpoints)} APIC and {plural(len(chat), 'chat server')} reached"
+    what = "offline: config and inventory only" if args.offline else (
+        f"{plural(len(devices), 'device')} logged in, {len(endpoints)} APIC and "
+        f"{plural(len(chat), 'chat server')} reached")
     print(f"all checks passed ({what})")
     return 0
 
@@ -325,7 +357,7 @@ def _chat_configs(config: Config) -> list[tuple[str, Callable[[], str | None]]]:
     return probes
 
 
-def _apic_problem(endpoint: "ApicEndpoint") -> str | None:
+def _apic_problem(endpoint: ApicEndpoint) -> str | None:
     """Log in and read the fabric health, as `!apic health` does; then log out.
     The line names the APIC ("APIC fabric1 rejected the login: ...")."""
     from chatbot.errors import TaskFailure
@@ -342,14 +374,21 @@ def _apic_problem(endpoint: "ApicEndpoint") -> str | None:
 
 
 def cmd_trust(args: argparse.Namespace) -> int:
-    from chatbot.app import build_context, host_key_policy
-    from chatbot.device_failures import describe_failure
-    from chatbot.hostkeys import (HostKeyChanged, HostKeyError, fingerprint, known_entry_name,
-                                  preferred_algorithms, trust_host_key)
-    from chatbot.ssh_transport import scan_host_key
     from asyncssh.public_key import decode_ssh_public_key
 
-    config = load_config(args.config)
+    from chatbot.app import build_context, host_key_policy
+    from chatbot.device_failures import describe_failure
+    from chatbot.hostkeys import (
+        HostKeyChanged,
+        HostKeyError,
+        fingerprint,
+        known_entry_name,
+        preferred_algorithms,
+        trust_host_key,
+    )
+    from chatbot.ssh_transport import scan_host_key
+
+    config = _load_config(args)
     ctx = build_context(config)
     path = host_key_policy(config).known_hosts
     failed = 0
@@ -384,7 +423,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     from chatbot.audit import AuditLog
     from chatbot.store import make_engine
 
-    config = load_config(args.config)
+    config = _load_config(args)
     audit = AuditLog(make_engine(config.bot.database))
     rows = audit.recent(args.limit, since=_since(args.since) if args.since else None, user=args.user)
     for row in rows:
@@ -400,17 +439,17 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 
 def _since(text: str) -> datetime:
-    from datetime import timedelta, timezone
+    from datetime import timedelta
 
     from chatbot.durations import parse_duration
     from chatbot.errors import ArgumentError
 
     try:
-        return datetime.now(timezone.utc) - timedelta(seconds=parse_duration(text, unit_required=True))
+        return datetime.now(UTC) - timedelta(seconds=parse_duration(text, unit_required=True))
     except ArgumentError:
         pass  # not a duration: a date, then
     try:
         day = datetime.fromisoformat(text)
     except ValueError:
         raise UserError(f"--since {text}: use 30m, 24h, 7d or a date such as 2026-11-01") from None
-    return day if day.tzinfo else day.replace(tzinfo=timezone.utc)
+    return day if day.tzinfo else day.replace(tzinfo=UTC)

@@ -7,8 +7,9 @@ collects them into a Registry, so importing a task module has no side effect.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from chatbot.args import Param
 
@@ -90,7 +91,8 @@ class Registry:
         for spelling in (cmd.name, *cmd.aliases):
             clash = self.lookup(spelling)
             if clash is not None:
-                raise ValueError(f"command '{spelling}' is declared twice ({clash.handler.__module__} and {cmd.handler.__module__})")
+                raise ValueError(f"command '{spelling}' is declared twice "
+                                 f"({clash.handler.__module__} and {cmd.handler.__module__})")
         self.commands[cmd.name] = cmd
 
     def lookup(self, name: str) -> Command | None:
@@ -103,5 +105,5 @@ class Registry:
         """Every way to name a command, as word tuples."""
         return [(tuple(s.split()), c) for c in self.commands.values() for s in (c.name, *c.aliases)]
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[Command]:
         return iter(sorted(self.commands.values(), key=lambda c: c.name))

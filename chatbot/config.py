@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from chatbot.errors import UserError
 
@@ -35,6 +35,10 @@ DEFAULT_SHOW_COMMANDS = [
 DEFAULT_PIPES = ["include", "exclude", "section", "begin", "count"]
 
 
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+LOG_LEVELS: tuple[str, ...] = get_args(LogLevel)
+
+
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -52,7 +56,13 @@ class BotConfig(Section):
     name: str = "netbot"
     prefix: str = Field(default="!", min_length=1, max_length=3)
     database: str = "sqlite:///var/chatbot.sqlite"
-    log_level: str = "INFO"
+    # The chatbot command's --log-level and CHATBOT_LOG_LEVEL win over this (chatbot.cli.log_level).
+    log_level: LogLevel = "WARNING"
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _level_name(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
 
 
 class InventoryConfig(SecretSection):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import socket
-from typing import Callable
+from collections.abc import Callable
 
 import ssh2.exceptions as ssh2_errors
 from nornir_scrapli.connection import PLATFORM_MAP

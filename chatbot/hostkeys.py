@@ -27,10 +27,10 @@ import hmac
 import logging
 import os
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Sequence
 
 import asyncssh
 from asyncssh.public_key import SSHKey, decode_ssh_public_key

@@ -7,8 +7,8 @@ from the config (environment variables or secret files) after loading.
 from __future__ import annotations
 
 import difflib
-import logging
 import ipaddress
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -70,8 +70,8 @@ class DictInventory:
         return cls(
             name=name, hostname=data.get("hostname"), port=data.get("port"),
             username=data.get("username"), password=data.get("password"),
-            platform=data.get("platform"), data=data.get("data"), groups=data.get("groups"),
-            defaults=defaults, connection_options=self._options(data),
+            platform=data.get("platform"), data=data.get("data"), defaults=defaults,
+            connection_options=self._options(data),
         )
 
     def load(self) -> Inventory:
@@ -82,11 +82,12 @@ class DictInventory:
             connection_options=self._options(d),
         )
         groups = Groups({n: self._element(Group, n, g or {}, defaults) for n, g in self.groups.items()})
-        for g in groups.values():
-            g.groups = ParentGroups([groups[p] for p in (g.groups or [])])
         hosts = Hosts({n: self._element(Host, n, h or {}, defaults) for n, h in self.hosts.items()})
-        for h in hosts.values():
-            h.groups = ParentGroups([groups[p] for p in (h.groups or [])])
+        # Parents are named in the data and linked once every group exists.
+        for elements, data in ((groups, self.groups), (hosts, self.hosts)):
+            for name, element in elements.items():
+                parents = (data[name] or {}).get("groups") or []
+                element.groups = ParentGroups([groups[p] for p in parents])
         return Inventory(hosts=hosts, groups=groups, defaults=defaults)
 
 

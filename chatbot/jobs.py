@@ -15,10 +15,11 @@ import secrets
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from enum import Enum
-from typing import Any, Callable
+from typing import Any
 
 from sqlalchemy import bindparam, insert, update
 from sqlalchemy.engine import Engine
@@ -92,25 +93,25 @@ class JobStore:
         self.engine = engine
         prepare(engine)
         with transaction(engine) as conn:  # whatever ran when the bot stopped did not finish
-            conn.execute(update(jobs_table).where(jobs_table.c.state.in_([JobState.QUEUED.value, JobState.RUNNING.value]))
-                         .values(state=JobState.INTERRUPTED.value))
+            unfinished = jobs_table.c.state.in_([JobState.QUEUED.value, JobState.RUNNING.value])
+            conn.execute(update(jobs_table).where(unfinished).values(state=JobState.INTERRUPTED.value))
 
     # Writes for the caller's unit of work (`chatbot.store.write`): the bot commits a
     # job's row together with the audit rows of the same moment (one commit, not two).
     @staticmethod
     def insert_for(job: Job, state: JobState) -> Write:
         job.stored_state = state
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         return _INSERT_JOB, {
             "id": job.id, "user": job.user, "platform": job.platform, "room": job.room, "command": job.command,
             "text": job.text, "devices": ",".join(job.devices), "state": state.value,
-            "created": datetime.fromtimestamp(job.created, timezone.utc),
+            "created": datetime.fromtimestamp(job.created, UTC),
             "started": now if state is JobState.RUNNING else None, "finished": None, "outcome": None}
 
     @staticmethod
     def finish_for(job: Job, outcome: str) -> Write:
         job.stored_state = job.state
-        return _FINISH_JOB, {"job_id": job.id, "state": job.state.value, "finished": datetime.now(timezone.utc),
+        return _FINISH_JOB, {"job_id": job.id, "state": job.state.value, "finished": datetime.now(UTC),
                              "outcome": outcome[:2000]}
 
     def started(self, job: Job) -> None:
@@ -118,7 +119,7 @@ class JobStore:
         job.stored_state = JobState.RUNNING
         with transaction(self.engine) as conn:
             conn.execute(update(jobs_table).where(jobs_table.c.id == job.id)
-                         .values(state=JobState.RUNNING.value, started=datetime.now(timezone.utc)))
+                         .values(state=JobState.RUNNING.value, started=datetime.now(UTC)))
 
 
 class JobRunner:
@@ -132,6 +133,8 @@ class JobRunner:
         self._by_message: dict[str, Job] = {}
         self._recent: dict[str, deque[float]] = {}
         self._slots: dict[str, asyncio.Condition] = {}
+        # The loop keeps only weak references to tasks: a wake-up must not be collected mid-way.
+        self._wakers: set[asyncio.Task[None]] = set()
 
     def new_job(self, *, user: str, platform: str, room: str, command: str, text: str, devices: list[str],
                 message_id: str | None) -> Job:
@@ -208,7 +211,9 @@ class JobRunner:
         job.cancel_flag.cancel()  # the task cuts its sessions in flight; queued devices never start
         slot = self._slots.get(job.user)
         if slot is not None:
-            asyncio.ensure_future(self._wake(slot))
+            waker = asyncio.ensure_future(self._wake(slot))
+            self._wakers.add(waker)
+            waker.add_done_callback(self._wakers.discard)
         return job
 
     @staticmethod

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Union
 
 
 class Status(str, Enum):
@@ -42,7 +41,7 @@ class Note:
     text: str
 
 
-Part = Union[Table, TextBlock, Note]
+Part = Table | TextBlock | Note
 
 
 @dataclass

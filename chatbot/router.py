@@ -76,7 +76,7 @@ class Router:
         for spelling, cmd in self.registry.spellings():
             if len(spelling) > len(words):
                 continue
-            pairs = list(zip(words, spelling))
+            pairs = list(zip(words, spelling, strict=False))
             if all(_abbreviates(w.lower(), s) for w, s in pairs):
                 exact = all(w.lower() == s for w, s in pairs)
                 best.append((len(spelling), exact, cmd))

@@ -6,8 +6,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from concurrent.futures import ThreadPoolExecutor
 import secrets
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from chatbot.context import TaskContext
 from chatbot.control import NEVER_CANCELLED, CancelToken, Progress, no_progress
@@ -46,7 +47,7 @@ class Runner:
             # own: that task cost the built-ins (answered in tens of microseconds) about 18 us.
             async with asyncio.timeout(timeout):
                 result = await coro
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return failed(f"{inv.command.name} did not finish within {timeout:g} s")
         except UserError as err:
             return invalid(str(err), self.prefix + inv.command.usage())
@@ -55,7 +56,8 @@ class Runner:
         except Exception:
             ref = secrets.token_hex(4)
             log.exception("command %r failed (ref %s)", inv.text, ref)
-            return Result(Status.ERROR, f"{inv.command.name} failed inside the bot (reference {ref}); the error is in the bot's log")
+            return Result(Status.ERROR, f"{inv.command.name} failed inside the bot (reference {ref}); "
+                                        "the error is in the bot's log")
         if not isinstance(result, Result):
             ref = secrets.token_hex(4)
             log.error("command %r returned %r instead of a Result (ref %s)", inv.text, type(result), ref)

@@ -89,7 +89,7 @@ class TypedSocket(Socket):
             sock.settimeout(self.timeout)
             try:
                 sock.connect(address)
-            except (socket.timeout, OSError) as exc:
+            except (TimeoutError, OSError) as exc:
                 sock.close()
                 last = exc
                 continue

@@ -4,13 +4,15 @@ restart never runs a command twice)."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from chatbot.store import chat_positions as positions, chat_taken_messages as taken, prepare, transaction
+from chatbot.store import chat_positions as positions
+from chatbot.store import chat_taken_messages as taken
+from chatbot.store import prepare, transaction
 
 
 class ChatState:
@@ -24,7 +26,7 @@ class ChatState:
             return conn.execute(select(positions.c.position).where(positions.c.platform == key)).scalar()
 
     def put(self, key: str, value: str) -> None:
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         with transaction(self.engine) as conn:
             done = conn.execute(update(positions).where(positions.c.platform == key)
                                 .values(position=value, updated=now)).rowcount
@@ -36,12 +38,12 @@ class ChatState:
         try:
             with transaction(self.engine) as conn:
                 conn.execute(insert(taken).values(platform=platform, message_id=message_id,
-                                                  at=datetime.now(timezone.utc)))
+                                                  at=datetime.now(UTC)))
         except IntegrityError:
             return False
         return True
 
     def forget_older_than(self, days: int) -> int:
-        cutoff = datetime.now(timezone.utc) - timedelta(days=days)
+        cutoff = datetime.now(UTC) - timedelta(days=days)
         with transaction(self.engine) as conn:
             return conn.execute(delete(taken).where(taken.c.at < cutoff)).rowcount or 0

@@ -145,7 +145,7 @@ def make_engine(url: str) -> Engine:
                             "use sqlite:///PATH or postgresql+psycopg://USER@HOST/DB") from None
         except ModuleNotFoundError as err:
             raise UserError(f"[bot] database: its driver {err.name} is not installed "
-                            "(for PostgreSQL: pip install 'netchatops[postgres]')") from None
+                            "(for PostgreSQL: pip install 'netbot[postgres]')") from None
     if engine.dialect.name == "sqlite":
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(conn: Any, _record: Any) -> None:

@@ -67,7 +67,7 @@ def _family(call: Call, topic: str) -> list[Command]:
     words = topic.lower().split()
     return [c for c in call.bot.registry if len(c.words) > len(words) and call.may_run(c)
             and all(w == full or (len(w) >= MIN_ABBREVIATION and full.startswith(w))
-                    for w, full in zip(words, c.words))]
+                    for w, full in zip(words, c.words, strict=False))]
 
 
 def _help_for_family(call: Call, topic: str, family: list[Command]) -> Result:

@@ -27,7 +27,8 @@ async def list_jobs(call: Call) -> Result:
         return Result(Status.OK, "no running or queued jobs" + ("" if everyone else " of yours"))
     rows = [[j.id, j.user, j.state.value, j.progress(), f"{time.time() - j.created:.0f} s", j.text[:60]]
             for j in sorted(live, key=lambda j: j.created)]
-    return Result(Status.OK, plural(len(live), "job"), [Table(["job", "user", "state", "progress", "age", "command"], rows)])
+    table = Table(["job", "user", "state", "progress", "age", "command"], rows)
+    return Result(Status.OK, plural(len(live), "job"), [table])
 
 
 @command("cancel", summary="stop a job: queued work never starts, sessions in flight are closed",

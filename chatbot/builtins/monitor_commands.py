@@ -80,7 +80,7 @@ async def list_monitors(call: Call, page: int) -> Result:
     shown = monitors[(page - 1) * MONITORS_PER_PAGE:page * MONITORS_PER_PAGE]
     # a paused monitor's state may say why, which may compile its pattern: not on the loop
     states = await asyncio.to_thread(lambda: [_monitor_state(service, m) for m in shown])
-    rows = [[m.id, service.describe(m), m.room, m.owner, state] for m, state in zip(shown, states)]
+    rows = [[m.id, service.describe(m), m.room, m.owner, state] for m, state in zip(shown, states, strict=True)]
     summary = plural(len(monitors), "monitor")
     if pages > 1:
         summary += f", page {page}/{pages}"

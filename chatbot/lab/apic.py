@@ -92,7 +92,7 @@ _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def _timestamp(moment: dt.datetime | None = None) -> str:
-    moment = moment or dt.datetime.now(dt.timezone.utc)
+    moment = moment or dt.datetime.now(dt.UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}+00:00"
 
 

@@ -23,7 +23,7 @@ def self_signed_certificate(host: str) -> tuple[bytes, bytes]:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "netbot lab APIC"),
                       x509.NameAttribute(NameOID.ORGANIZATION_NAME, "netbot lab")])
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     public = key.public_key()
     certificate = (
         x509.CertificateBuilder()

@@ -517,7 +517,7 @@ class IosCli:
 
     def _show(self, parsed: Parsed) -> str:
         command, facts, topology, minutes = parsed.command, self.facts, self.topology, self._minutes()
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         if command == "show running-config":
             return running_config(facts.hostname)  # ends with "end\n": IOS's blank last line
         if command == "show version":

@@ -189,11 +189,11 @@ def routes(facts: DeviceFacts, topology: Topology, uptime_minutes: int) -> list[
     table.append(Route("D", "10.4.0.0", 16, 90, 3072,
                        (Path(eigrp_gateway, "GigabitEthernet4", eigrp_gateway),), age))
     table.append(Route("S", facts.originated_prefix, 24, 1, 0, (Path(None, "Null0"),)))
-    for peer in facts.bgp_peers:
-        index = loopback_index(peer)
-        if index is not None and peer_established(facts, topology, peer):
+    for bgp_peer in facts.bgp_peers:
+        index = loopback_index(bgp_peer)
+        if index is not None and peer_established(facts, topology, bgp_peer):
             prefix = device_facts(device_name(index)).originated_prefix
-            table.append(Route("B", prefix, 24, 200, 0, (Path(peer, None, peer),), age))
+            table.append(Route("B", prefix, 24, 200, 0, (Path(bgp_peer, None, bgp_peer),), age))
     return sorted(table, key=lambda r: (r.prefix.network_address, r.prefix_len))
 
 

@@ -1,4 +1,4 @@
-"""The schema as the bot made it before migrations (netchatops 0.1).
+"""The schema as the bot made it before migrations (netbot 0.1).
 
 Until then each module created its own tables at start (`create_all`), and only when it
 was used: `chatbot audit` on a fresh file made `audit_events` alone, a bot without
