@@ -223,9 +223,9 @@ def reap_children() -> None:
 def prepare_bot(devices: int, workers: int, password: str, enable: str, transport: str):  # type: ignore[no-untyped-def]
     from chatbot.config import parse_config
     from chatbot.context import TaskContext
+    from chatbot.device_work import run_on_devices
     from chatbot.inventory import Credentials, DeviceInventory, build_nornir
     from chatbot.limits import DeviceGate
-    from chatbot.device_work import run_on_devices
 
     config = parse_config({"limits": {"workers": min(workers, 500), "device_timeout": 60}})
     # What chatbot.app.build_context gives Nornir, with a transport to compare if asked.

@@ -12,8 +12,9 @@ import logging
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from nornir.core.task import Result as NornirResult
 from nornir.core.task import Task
@@ -176,7 +177,9 @@ def outcome_summary(what: str, outputs: list[DeviceOutput]) -> tuple[Status, str
     good = len(outputs) - len(bad)
     if len(outputs) == 1:
         o = outputs[0]
-        return (Status.OK, f"{what} on {o.device}") if o.ok else (Status.FAILED, f"{what} on {o.device} failed: {o.error}")
+        if o.ok:
+            return Status.OK, f"{what} on {o.device}"
+        return Status.FAILED, f"{what} on {o.device} failed: {o.error}"
     status = Status.OK if not bad else Status.PARTIAL if good else Status.FAILED
     text = f"{what} on {len(outputs)} devices: {good} ok"
     if bad:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import threading
 import time
 from collections import deque
 from collections.abc import Callable

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from chatbot.bot import Bot
     from chatbot.config import Config
     from chatbot.context import TaskContext
-    from chatbot.lab import LabThread
+    from chatbot.lab import Lab
     from chatbot.message import Message, Reply
     from chatbot.results import Result
 
@@ -91,7 +91,7 @@ def sample_bot(config: Config | None = None, audit: AuditLog | None = None) -> B
     return Bot(registry, ctx, build_policy(ctx.config, all_permissions(registry), ctx.inventory), audit)
 
 
-def make_bot(config: dict[str, Any] | None = None, *, lab: LabThread | None = None) -> Bot:
+def make_bot(config: dict[str, Any] | None = None, *, lab: Lab | None = None) -> Bot:
     """A whole bot from a config dict: on the running `lab` when given (its devices, its
     APIC, its host keys), else on SAMPLE_INVENTORY. Without [access] the console may run
     everything; give `config["access"]` to test permissions."""
@@ -128,7 +128,7 @@ def console_message(text: str, direct: bool = False) -> Message:
 
 
 @pytest.fixture(scope="session")
-def lab() -> Iterator[LabThread]:
+def lab() -> Iterator[Lab]:
     """A lab for the whole session: r1-r3 (core) and r4-r13 (edge, branch1), real SSH on loopback."""
     from chatbot.lab import LabThread
 
@@ -137,7 +137,7 @@ def lab() -> Iterator[LabThread]:
 
 
 @pytest.fixture()
-def lab_bot(lab: LabThread) -> Iterator[Bot]:
+def lab_bot(lab: Lab) -> Iterator[Bot]:
     """A fresh bot on the shared lab, with short timeouts so fault tests stay quick; faults
     injected by a test are cleared afterwards."""
     bot = make_bot({"limits": LAB_LIMITS}, lab=lab)

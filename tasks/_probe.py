@@ -7,6 +7,7 @@ import ipaddress
 import os
 import socket
 from collections.abc import Sequence
+from typing import Any
 
 from chatbot.args import NetTarget
 from chatbot.context import TaskContext
@@ -31,7 +32,7 @@ def _unresolvable(name: str, err: OSError | UnicodeError, owner: str | None) -> 
     return Unresolvable(f"{owner + ': ' if owner else ''}cannot resolve {name}{reason}")
 
 
-def _addresses(infos: Sequence[tuple]) -> list[str]:  # type: ignore[type-arg]
+def _addresses(infos: Sequence[tuple[Any, ...]]) -> list[str]:
     # getaddrinfo lists the addresses in the order the system prefers (RFC 6724); an IPv6
     # link-local answer keeps its scope ("fe80::1%eth0") so the echo leaves by that link.
     return list(dict.fromkeys(str(info[4][0]) for info in infos))

@@ -33,8 +33,10 @@ def apic_health(ctx: TaskContext, apic: str | None) -> Result:
     if not rows:
         return Result(Status.FAILED, f"APIC {endpoint.name} returned no health scores")
     pods = ", ".join(f"{r[0]} {r[1]}" for r in rows if r[0] != "fabric")
-    summary = f"APIC {endpoint.name}: fabric health {fabric if fabric is not None else '?'}" + (f" ({pods})" if pods else "")
-    return Result(Status.OK, summary, [Table(["scope", "health", "previous", "change", "max severity", "updated"], rows)])
+    score = fabric if fabric is not None else "?"
+    summary = f"APIC {endpoint.name}: fabric health {score}" + (f" ({pods})" if pods else "")
+    columns = ["scope", "health", "previous", "change", "max severity", "updated"]
+    return Result(Status.OK, summary, [Table(columns, rows)])
 
 
 def _scope(dn: str) -> str:

@@ -72,7 +72,7 @@ async def _ping_targets(ctx: TaskContext, pairs: list[tuple[str, str]]) -> dict[
     for found in lookups:
         if isinstance(found, BaseException) and not isinstance(found, Unresolvable):
             raise found
-    resolved = dict(zip(names, lookups))
+    resolved = dict(zip(names, lookups, strict=True))
     out: dict[str, Outcome] = {}
     addresses: dict[str, str] = {}
     for label, host in pairs:
@@ -102,7 +102,7 @@ def _validate_devices(ctx: TaskContext, targets: str, options: dict[str, str]) -
 def ssh_check(ctx: TaskContext, spec: dict[str, Any]) -> dict[str, Outcome]:
     devices = spec["devices"]
     with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_SSH_PROBES, len(devices))) as pool:
-        details = dict(zip(devices, pool.map(lambda d: _ssh_banner(ctx, d), devices)))
+        details = dict(zip(devices, pool.map(lambda d: _ssh_banner(ctx, d), devices), strict=True))
     return {d: Outcome(detail is None, detail or "SSH answers", _site(ctx, d)) for d, detail in details.items()}
 
 
@@ -115,7 +115,7 @@ def _ssh_banner(ctx: TaskContext, name: str) -> str | None:
             banner = sock.recv(256)
     except ConnectionRefusedError:
         return "connection refused"
-    except (socket.timeout, TimeoutError):
+    except TimeoutError:
         return f"no answer within {SSH_TIMEOUT:g} s"
     except OSError as err:
         return f"unreachable ({err.strerror or err})"

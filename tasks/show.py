@@ -74,7 +74,7 @@ def _match_allowlist(words: list[str], allowed: list[str]) -> tuple[str, list[st
     for entry in allowed:
         entry_words = entry.split()[1:]  # without "show"
         if len(entry_words) <= len(words) and all(
-            e.startswith(w.lower()) for w, e in zip(words, entry_words)
+            e.startswith(w.lower()) for w, e in zip(words, entry_words, strict=False)
         ):
             best.append(entry)
     if not best:
@@ -94,7 +94,8 @@ def _parse_pipe(text: str, allowed: list[str]) -> str:
     name, _, pattern = text.strip().partition(" ")
     matches = [p for p in allowed if name and p.startswith(name.lower())]
     if len(matches) != 1:
-        raise ArgumentError(f"'| {name[:20]}' is not an allowed filter; allowed: {', '.join('| ' + p for p in allowed)}")
+        listed = ", ".join("| " + p for p in allowed)
+        raise ArgumentError(f"'| {name[:20]}' is not an allowed filter; allowed: {listed}")
     pattern = pattern.strip()
     if not _PIPE_PATTERN.match(pattern):
         raise ArgumentError(f"'| {matches[0]}' needs a pattern of printable text without '?', at most 80 characters")
@@ -180,7 +181,8 @@ def _parse_config_filter(text: str, ctx: ParseContext) -> LineFilter:
     name, _, pattern = text.strip().partition(" ")
     matches = [p for p in allowed if name and p.startswith(name.lower())]
     if len(matches) != 1:
-        raise ArgumentError(f"'| {name[:20]}' is not an allowed filter; allowed: {', '.join('| ' + p for p in allowed)}")
+        listed = ", ".join("| " + p for p in allowed)
+        raise ArgumentError(f"'| {name[:20]}' is not an allowed filter; allowed: {listed}")
     if not pattern.strip():
         raise ArgumentError(f"'| {matches[0]}' needs a pattern, e.g. | {matches[0]} hostname")
     second = _SECOND_FILTER.search(" " + pattern)

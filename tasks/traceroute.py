@@ -57,7 +57,7 @@ def _trace_from_host(ctx: TaskContext, target: NetTarget) -> Result:
         raise TaskFailure(f"traceroute {label}: {err}") from None
     rows = [[str(h.distance), h.address, f"{h.avg_rtt:.1f}"] for h in hops]
     reached = bool(hops) and hops[-1].address == address
-    summary = f"traceroute to {label} from the bot host: {plural(len(hops), 'hop')}" + ("" if reached else ", target not reached")
+    summary = f"traceroute to {label} from the bot host: {plural(len(hops), 'hop')}" + _unreached(reached)
     return Result(Status.OK if reached else Status.FAILED, summary, [Table(COLUMNS, rows)])
 
 
@@ -78,5 +78,9 @@ def _trace_from_device(ctx: TaskContext, target: NetTarget, source: DeviceInfo) 
     # A host name is resolved by the device, which says to what: "Tracing the route to x (10.1.1.1)".
     destination = target.address or traced_address(out.output)
     reached = destination is not None and any(h.address == destination for h in hops)
-    summary = f"traceroute to {target.label} from {source.name}: {plural(len(hops), 'hop')}" + ("" if reached else ", target not reached")
+    summary = f"traceroute to {target.label} from {source.name}: {plural(len(hops), 'hop')}" + _unreached(reached)
     return Result(Status.OK if reached else Status.FAILED, summary, [Table(COLUMNS, rows)])
+
+
+def _unreached(reached: bool) -> str:
+    return "" if reached else ", target not reached"

@@ -88,7 +88,6 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-
 MAX_POST_CHARS = 16383  # the server's MaxPostSize on current schemas
 POSTS_SINCE_LIMIT = 1000  # GetPostsSince's LIMIT
 MAX_FILES_PER_POST = 5

@@ -15,7 +15,7 @@ from cryptography.x509.oid import NameOID
 
 def private_ca(workdir: Path) -> tuple[Path, ssl.SSLContext]:
     """(the CA certificate's path, a server context whose certificate that CA signed)."""
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "netbot test CA")])
     ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())

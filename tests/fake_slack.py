@@ -82,8 +82,9 @@ import secrets
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from aiohttp import WSMsgType, web
 
@@ -202,6 +203,7 @@ class FakeSlack:
         self.bot_token = "xoxb-1001-2002-" + secrets.token_hex(12)
         self.app_token = f"xapp-1-{APP_ID}-3003-" + secrets.token_hex(16)
         self.revoked: set[str] = set()  # tokens Slack no longer knows: invalid_auth
+        self._sending: set[asyncio.Task[None]] = set()  # frames on their way: kept until sent
         self.refused: dict[str, str] = {}  # token -> the error it now gets (revoke())
         self.channels: dict[str, Channel] = {}
         self.users: dict[str, str] = {BOT_USER: BOT_NAME}
@@ -575,7 +577,9 @@ class FakeSlack:
         env.sent_at = time.monotonic()
         env.connection = conn.number
         self.deliveries.append(env)
-        asyncio.ensure_future(self._send_frame(conn, env))
+        sending = asyncio.ensure_future(self._send_frame(conn, env))
+        self._sending.add(sending)
+        sending.add_done_callback(self._sending.discard)
         assert self.loop is not None
         self.loop.call_later(self.ack_deadline, self._check_ack, env)
 

@@ -4,8 +4,8 @@ what is wrong one line per problem; `chatbot trust` records host keys."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -48,13 +48,13 @@ def test_format_elapsed() -> None:
 def test_audit_since_takes_the_monitors_grammar() -> None:
     # `--since` used to know m, h and d only: `30s` and `1D` were refused there and not in a monitor.
     for text, back in (("30s", timedelta(seconds=30)), ("1D", timedelta(days=1)), ("24h", timedelta(hours=24))):
-        before = datetime.now(timezone.utc)
+        before = datetime.now(UTC)
         since = _since(text)
-        assert before - back - timedelta(seconds=5) <= since <= datetime.now(timezone.utc) - back
+        assert before - back - timedelta(seconds=5) <= since <= datetime.now(UTC) - back
 
 
 def test_audit_since_still_takes_a_date_and_refuses_a_bare_number() -> None:
-    assert _since("2026-11-01") == datetime(2026, 11, 1, tzinfo=timezone.utc)
+    assert _since("2026-11-01") == datetime(2026, 11, 1, tzinfo=UTC)
     for text in ("2026", "yesterday"):
         with pytest.raises(UserError, match=f"--since {text}: use 30m, 24h, 7d"):
             _since(text)

@@ -13,8 +13,8 @@ import pytest
 from chatbot.app import build_context
 from chatbot.cli import lab_access
 from chatbot.config import parse_config
-from chatbot.lab import Fault, Lab
 from chatbot.device_work import run_on_devices
+from chatbot.lab import Fault, Lab
 
 
 def lab_context(lab: Lab, **changes: Any) -> Any:

@@ -38,12 +38,12 @@ from chatbot.audit import AuditLog, make_engine
 from chatbot.bot import Bot
 from chatbot.builtins import builtin_commands
 from chatbot.config import DEFAULT_PIPES, DEFAULT_SHOW_COMMANDS
+from chatbot.device_work import DeviceOutput
 from chatbot.message import Identity, Message
 from chatbot.plugins import load_registry
 from chatbot.render import render_text
 from chatbot.results import Note, Result, Status, Table, TextBlock
 from chatbot.router import MAX_COMMAND_LENGTH, CommandRejected
-from chatbot.device_work import DeviceOutput
 from chatbot.testing import SAMPLE_INVENTORY, console_message, sample_bot
 
 REPO = Path(__file__).resolve().parent.parent

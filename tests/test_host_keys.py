@@ -13,6 +13,7 @@ import pytest
 from chatbot.app import LabAccess, build_context
 from chatbot.cli import lab_access
 from chatbot.config import ConfigError, parse_config
+from chatbot.device_work import run_on_devices
 from chatbot.hostkeys import (
     HostKeyChanged,
     HostKeyMode,
@@ -24,7 +25,6 @@ from chatbot.hostkeys import (
     verify_host_key,
 )
 from chatbot.lab import Lab
-from chatbot.device_work import run_on_devices
 
 HOST, PORT = "10.9.8.7", 2222
 

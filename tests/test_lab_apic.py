@@ -71,7 +71,7 @@ def test_https_with_a_self_signed_certificate(lab: Lab) -> None:
     assert certificate.issuer == certificate.subject  # self-signed
     names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert ipaddress.ip_address("127.0.0.1") in names.get_values_for_type(x509.IPAddress)
-    assert certificate.not_valid_after_utc > dt.datetime.now(dt.timezone.utc)
+    assert certificate.not_valid_after_utc > dt.datetime.now(dt.UTC)
     with pytest.raises(requests.exceptions.SSLError):  # the public CAs do not vouch for it
         requests.get(f"{lab.apic.url}/api/class/fabricHealthTotal.json", verify=certifi.where(), timeout=5)
     with pytest.raises(requests.exceptions.ConnectionError):  # no plain HTTP on the port

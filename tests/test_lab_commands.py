@@ -146,7 +146,7 @@ def test_device_faults_are_per_device_lines(lab_bot, lab, fault, expected) -> No
     rows = {r[0]: r[1] for r in table(result).rows}
     assert rows["r1"] == "ok" and rows["r2"] == "ok"
     assert rows["r3"].startswith("failed: ") and expected in rows["r3"]
-    assert f"1 failed (r3: " in result.summary and expected in result.summary
+    assert "1 failed (r3: " in result.summary and expected in result.summary
 
 
 def test_slow_device_still_answers(lab_bot, lab) -> None:  # type: ignore[no-untyped-def]

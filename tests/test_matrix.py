@@ -12,17 +12,18 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 import requests
-from nio import AsyncClient, AsyncClientConfig, RoomCreateResponse, RoomSendResponse
-
-from chatbot.lab import Fault, planted_secrets
 from bot_thread import BotThread
 from helpers import chat_test_access
+from nio import AsyncClient, AsyncClientConfig, RoomCreateResponse, RoomSendResponse
 from synapse_server import SynapseServer
+
+from chatbot.lab import Fault, planted_secrets
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -103,7 +104,7 @@ class Human:
         # A timeline limit far above any test's burst: the test must see every answer.
         resp = await self.client.sync(timeout=timeout_ms, since=self.client.next_batch,
                                       sync_filter={"room": {"timeline": {"limit": 1000}}})
-        for info in getattr(resp, "rooms").join.values():
+        for info in resp.rooms.join.values():
             self.events.extend(info.timeline.events)
 
     async def wait_for(self, found: Callable[[], Any], what: str, timeout: float = WAIT) -> Any:

@@ -13,22 +13,23 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import aiohttp
 import httpx
 import pytest
+from bot_thread import BotThread
+from fake_mattermost import MAX_POST_CHARS, ApiError, Channel, FakeMattermost, User
+from fake_mattermost_tls import private_ca
+from helpers import chat_test_access
 from sqlalchemy import create_engine, text
 
 from chatbot.config import ConfigError
 from chatbot.lab import planted_secrets
 from chatbot.results import Note, Result, Status, Table, TextBlock
-from bot_thread import BotThread
-from helpers import chat_test_access
-from fake_mattermost import MAX_POST_CHARS, ApiError, Channel, FakeMattermost, User
-from fake_mattermost_tls import private_ca
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
@@ -1048,7 +1049,7 @@ def test_http_client_waits_out_429s_within_the_deadline() -> None:
             assert (await driver.users.get_user("me"))["id"] == "u" * 26  # JSON despite the charset
             uploaded = await driver.files.upload_file(files=("a.txt", b"abc", "text/plain"), channel_id="c" * 26)
             assert uploaded["file_infos"][0]["id"] == "f" * 26  # an upload is sent again too
-            assert [round(b[0] - a[0]) for a, b in zip(seen[::2], seen[1::2])] == [1, 1]  # after the wait
+            assert [round(b[0] - a[0]) for a, b in zip(seen[::2], seen[1::2], strict=True)] == [1, 1]  # after the wait
             with wait_for_rate_limits(0.5):
                 started = time.monotonic()
                 with pytest.raises(TooManyRequests):

@@ -19,8 +19,8 @@ from chatbot.config import Config, ConfigError, parse_config
 from chatbot.errors import ArgumentError
 from chatbot.message import Identity, Message
 from chatbot.monitoring import MonitorService, monitors_table
-from chatbot.plugins import load_check_kinds
 from chatbot.patterns import MAX_MATCH_CHARS, bounded, compile_pattern
+from chatbot.plugins import load_check_kinds
 from chatbot.results import Result, Status, Table
 from chatbot.testing import ask, sample_bot
 from tasks._config_filters import LineFilter, interface_section

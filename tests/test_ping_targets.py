@@ -23,9 +23,9 @@ import tasks.ping
 import tasks.traceroute
 from chatbot import testing
 from chatbot.config import Config
+from chatbot.device_work import DeviceOutput
 from chatbot.monitoring import Monitor
 from chatbot.results import Status, Table
-from chatbot.device_work import DeviceOutput
 from tasks._icmp import Reachability
 
 GONE = "nohost.invalid"

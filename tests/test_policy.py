@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from datetime import UTC
 from pathlib import Path
 
 import pytest
@@ -215,11 +216,11 @@ def test_audit_never_stores_secrets(audit) -> None:  # type: ignore[no-untyped-d
 
 
 def test_retention_prunes_old_rows(audit) -> None:  # type: ignore[no-untyped-def]
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
     from chatbot.audit import AuditEvent
 
-    old = datetime.now(timezone.utc) - timedelta(days=400)
+    old = datetime.now(UTC) - timedelta(days=400)
     audit.record(AuditEvent(kind="request", request_id="old", user="u", platform_id="p", platform="c", room="r", at=old))
     audit.record(AuditEvent(kind="request", request_id="new", user="u", platform_id="p", platform="c", room="r"))
     assert audit.prune(365) == 1

@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sshd_server import RealSshd, free_port
 
 from chatbot.app import build_context
 from chatbot.config import parse_config
 from chatbot.context import TaskContext
-from sshd_server import RealSshd, free_port
 from chatbot.device_work import DeviceOutput, run_on_devices
 
 pytestmark = pytest.mark.slow

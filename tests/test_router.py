@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from chatbot.config import Config
-from chatbot.router import CommandRejected, Router, check_printable
-from chatbot.results import Status, Table
-from chatbot.testing import ask, sample_bot, sample_context
 from chatbot.plugins import load_registry
+from chatbot.results import Status, Table
+from chatbot.router import CommandRejected, Router, check_printable
+from chatbot.testing import ask, sample_bot, sample_context
 
 
 @pytest.fixture(scope="module")

@@ -12,16 +12,17 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import aiohttp
 import pytest
+from bot_thread import BotThread
+from fake_slack import BOT_ID, BOT_USER, FakeSlack
+from helpers import chat_test_access
 
 from chatbot.lab import planted_secrets
-from bot_thread import BotThread
-from helpers import chat_test_access
-from fake_slack import BOT_ID, BOT_USER, FakeSlack
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ from alembic.runtime.migration import MigrationContext
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from postgres_server import PostgresServer
-from sqlalchemy import func, inspect, insert, select, text
+from sqlalchemy import func, insert, inspect, select, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
@@ -148,7 +148,7 @@ OLD_DDL: dict[str, list[str]] = {
 }
 OLD_TYPES = {"sqlite": {"ts": "DATETIME", "serial": "INTEGER"},
              "postgresql": {"ts": "TIMESTAMP WITH TIME ZONE", "serial": "SERIAL"}}
-NOW = datetime(2026, 11, 30, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 OLD_ROWS: dict[str, list[str]] = {
     "audit_events": [
         "INSERT INTO audit_events (at, kind, request_id, \"user\", platform_id, weak, platform, room, command, "
@@ -255,7 +255,7 @@ def test_jobs_that_ran_when_the_bot_stopped_are_interrupted(database_url: str,
 def test_audit_prune_and_filters(database_url: str, engines: Callable[[str], Engine]) -> None:
     audit = AuditLog(engines(database_url))
     old = AuditEvent("request", "r0", "alice", "@alice:hs", "matrix", "!ops:hs",
-                     at=datetime.now(timezone.utc) - timedelta(days=40))
+                     at=datetime.now(UTC) - timedelta(days=40))
     audit.record(old, AuditEvent("request", "r1", "bob", "@bob:hs", "matrix", "!ops:hs", arguments="x" * 5000))
     assert [r["request_id"] for r in audit.recent(user="@bob:hs")] == ["r1"]
     assert len(audit.recent()[-1]["arguments"]) == 2000  # long text is cut, on every backend
@@ -273,7 +273,7 @@ def test_positions_survive_and_old_claims_are_forgotten(database_url: str,
     assert state.take("slack", "1700000000.000100") is True
     with state.engine.begin() as conn:
         conn.execute(insert(store.chat_taken_messages).values(
-            platform="slack", message_id="old", at=datetime.now(timezone.utc) - timedelta(days=10)))
+            platform="slack", message_id="old", at=datetime.now(UTC) - timedelta(days=10)))
     again = ChatState(engines(database_url))  # after a restart
     assert again.get("matrix:@bot:hs") == "s2"
     assert again.take("slack", "1700000000.000100") is False
@@ -320,7 +320,7 @@ def test_a_concurrent_claim_waits_for_the_first_and_loses(postgres: PostgresServ
     outcome: list[bool] = []
     with first.engine.begin() as conn:
         conn.execute(insert(store.chat_taken_messages).values(platform="matrix", message_id="$race",
-                                                               at=datetime.now(timezone.utc)))
+                                                               at=datetime.now(UTC)))
         racer = threading.Thread(target=lambda: outcome.append(second.take("matrix", "$race")))
         racer.start()
         # The racer blocks on the uncommitted row: wait until PostgreSQL shows it waiting on a lock.

@@ -8,7 +8,6 @@ from typing import Any
 from chatbot.api import Note, Status, Table
 from chatbot.lab import Fault
 from chatbot.testing import ask, make_bot
-
 from netbot_uptime.commands import uptime_minutes
 
 
