@@ -84,3 +84,13 @@ def test_the_walk_through_shows_the_example_s_own_code() -> None:
         assert snippet in sources, f"docs/plugins.md shows code the example does not have:\n{snippet}"
     for line in "".join(toml).splitlines():  # the toml snippet leaves out lines between its own
         assert line in sources, f"docs/plugins.md shows a line the example's pyproject does not have: {line!r}"
+
+
+def test_the_example_depends_on_the_bot_by_its_distribution_name() -> None:
+    """pip resolves a plugin's dependency by name: a stale name would install nothing, or
+    someone else's package."""
+    import tomllib
+
+    ours = tomllib.loads((EXAMPLE.parent.parent / "pyproject.toml").read_text())["project"]["name"]
+    plugin = tomllib.loads((EXAMPLE / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert ours in plugin, plugin
