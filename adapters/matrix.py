@@ -52,7 +52,7 @@ from adapters.common import Reconnector
 from chatbot.bot import Bot
 from chatbot.config import ConfigError
 from chatbot.errors import UserError
-from chatbot.inbox import Inbox
+from chatbot.inbox import Inbox, answer_with_progress
 from chatbot.message import Message, Reply
 from chatbot.render import render_html, render_text, split_attachments
 from chatbot.results import Result
@@ -403,8 +403,8 @@ class MatrixAdapter:
 
     # --- answering ----------------------------------------------------------------
     async def _answer(self, msg: Message) -> None:
-        await self.inbox.answer(
-            msg, self.cfg.progress_after,
+        await answer_with_progress(
+            self.bot, msg, self.cfg.progress_after,
             acknowledge=lambda: self._send(msg, self._content(msg, self.bot.progress_text(msg.message_id), None)),
             deliver=lambda reply, ack_id: self._deliver(msg, reply, ack_id),
             update=lambda ack_id, text: self._update(msg, ack_id, text),

@@ -83,7 +83,7 @@ from adapters.mattermost_http import MattermostHttp, wait_for_rate_limits
 from chatbot.bot import Bot
 from chatbot.config import ConfigError
 from chatbot.errors import UserError
-from chatbot.inbox import Inbox
+from chatbot.inbox import Inbox, answer_with_progress
 from chatbot.message import Message, Reply
 from chatbot.render import Attachment, code_block, escape_markdown, render_markdown, split_attachments
 from chatbot.results import Note, Result
@@ -611,8 +611,8 @@ class MattermostAdapter:
     # --- answering ------------------------------------------------------------------
     async def _answer(self, msg: Message) -> None:
         root = msg.thread or msg.message_id or ""  # a thread's replies all hang off its root post
-        await self.inbox.answer(
-            msg, self.cfg.progress_after,
+        await answer_with_progress(
+            self.bot, msg, self.cfg.progress_after,
             acknowledge=lambda: self._create_post(msg.room, root,
                                                   escape_markdown(self.bot.progress_text(msg.message_id))),
             deliver=lambda reply, ack_id: self._deliver(msg.room, root, reply, ack_id),

@@ -80,7 +80,7 @@ from adapters.common import Backoff, short_error
 from chatbot.bot import Bot
 from chatbot.config import ConfigError
 from chatbot.errors import UserError
-from chatbot.inbox import Inbox
+from chatbot.inbox import Inbox, answer_with_progress
 from chatbot.message import Message, Reply
 from chatbot.render import Attachment, escape_mrkdwn, render_mrkdwn, render_text, split_attachments
 from chatbot.results import Note, Result
@@ -418,8 +418,8 @@ class SlackAdapter:
 
     # --- answering ------------------------------------------------------------------
     async def _answer(self, msg: Message, target: Target) -> None:
-        await self.inbox.answer(
-            msg, self.cfg.progress_after,
+        await answer_with_progress(
+            self.bot, msg, self.cfg.progress_after,
             acknowledge=lambda: self._post(target, escape_mrkdwn(self.bot.progress_text(msg.message_id))),
             deliver=lambda reply, ack: self._deliver(target, reply, ack),
             update=lambda ack, text: self._progress(target, ack, text),

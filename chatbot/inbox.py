@@ -82,17 +82,6 @@ class Inbox:
         while self._answers:
             await asyncio.gather(*self._answers, return_exceptions=True)
 
-    async def answer(
-        self,
-        msg: Message,
-        progress_after: float,
-        acknowledge: Callable[[], Awaitable[str]],
-        deliver: Callable[[Reply, str | None], Awaitable[None]],
-        update: Callable[[str, str], Awaitable[None]] | None = None,
-        progress_every: float = PROGRESS_EVERY,
-    ) -> None:
-        await answer_with_progress(self.bot, msg, progress_after, acknowledge, deliver, update, progress_every)
-
 
 async def answer_with_progress(
     bot: Bot,

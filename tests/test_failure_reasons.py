@@ -54,17 +54,8 @@ def test_lab_faults_give_their_true_reason(lab: Lab, fault: Fault, expected: str
     assert out.error == expected
 
 
-def test_unresolvable_name(lab: Lab, monkeypatch: pytest.MonkeyPatch) -> None:
-    # No resolver is asked (tests send nothing off loopback): the stub answers as a
-    # resolver does for the reserved .invalid domain (RFC 6761).
-    real = socket.getaddrinfo
-
-    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
-        if str(host).endswith(".invalid"):
-            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
-        return real(host, *args, **kwargs)
-
-    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+@pytest.mark.usefixtures("invalid_names_do_not_resolve")
+def test_unresolvable_name(lab: Lab) -> None:
     inventory = lab.nornir_inventory()
     inventory["hosts"]["r5"]["hostname"] = "r5.invalid"
     [out] = run_on_devices(lab_context(lab, inventory=inventory), ["r5"], "show clock")

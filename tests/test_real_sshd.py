@@ -4,7 +4,6 @@ server on a loopback port: host keys as OpenSSH writes them (`[host]:port`, hash
 
 from __future__ import annotations
 
-import socket
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -173,17 +172,8 @@ def test_closed_port_is_connection_refused(tmp_path: Path, sshd: RealSshd) -> No
     assert out.error == "unreachable: connection refused"
 
 
-def test_unresolvable_name(tmp_path: Path, sshd: RealSshd, monkeypatch: pytest.MonkeyPatch) -> None:
-    # No resolver is asked (tests send nothing off loopback): the stub answers as a
-    # resolver would for the reserved .invalid domain (RFC 6761).
-    real = socket.getaddrinfo
-
-    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
-        if str(host).endswith(".invalid"):
-            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
-        return real(host, *args, **kwargs)
-
-    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+@pytest.mark.usefixtures("invalid_names_do_not_resolve")
+def test_unresolvable_name(tmp_path: Path, sshd: RealSshd) -> None:
     out = show_version(context(tmp_path, sshd, tmp_path / "known_hosts", hostname="r1.invalid"))
     assert out.error == "unreachable: cannot resolve the device's host name"
 
