@@ -6,7 +6,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chatbot.access_config import build_policy
 from chatbot.audit import AuditLog
@@ -14,15 +14,18 @@ from chatbot.bot import Bot, all_permissions
 from chatbot.config import ApicConfig, Config
 from chatbot.context import TaskContext
 from chatbot.errors import UserError
-from chatbot.hostkeys import DEFAULT_KNOWN_HOSTS, HostKeyMode, HostKeyPolicy
-from chatbot.inventory import Credentials, DeviceInventory, build_nornir
+from chatbot.inventory import Credentials, DeviceInventory, build_nornir, read_inventory
 from chatbot.jobs import JobRunner, JobStore
 from chatbot.limits import DeviceGate
 from chatbot.monitoring import MonitorService
 from chatbot.plugins import load_check_kinds, load_registry
 from chatbot.secrets import resolve_secret
-from chatbot.ssh_transport import scrapli_transport_extras
 from chatbot.store import make_engine
+
+if TYPE_CHECKING:
+    from nornir.core import Nornir
+
+    from chatbot.hostkeys import HostKeyPolicy
 
 log = logging.getLogger(__name__)
 
@@ -46,17 +49,21 @@ class LabAccess:
 
 
 def host_key_policy(config: Config) -> HostKeyPolicy:
+    from chatbot.hostkeys import DEFAULT_KNOWN_HOSTS, HostKeyMode, HostKeyPolicy
+
     inventory = config.inventory
     return HostKeyPolicy(HostKeyMode(inventory.host_keys),
                          (inventory.known_hosts or DEFAULT_KNOWN_HOSTS).expanduser())
 
 
 def scrapli_defaults(config: Config, policy: HostKeyPolicy | None = None) -> dict[str, Any]:
+    """scrapli's connection options for every device. This imports scrapli and ssh2."""
+    from chatbot.hostkeys import HostKeyMode
+    from chatbot.ssh_transport import scrapli_transport_extras
+
     limits = config.limits
     inventory = config.inventory
     policy = policy or host_key_policy(config)
-    if inventory.strict_host_keys is not None:
-        log.warning("[inventory] strict_host_keys is deprecated: write host_keys = \"%s\"", inventory.host_keys)
     extras: dict[str, Any] = {
         "timeout_socket": limits.connect_timeout,
         "timeout_transport": limits.device_timeout,  # longest silence a device may keep
@@ -73,15 +80,27 @@ def scrapli_defaults(config: Config, policy: HostKeyPolicy | None = None) -> dic
 
 
 def build_context(config: Config, lab: LabAccess | None = None) -> TaskContext:
+    """The task context. Secrets and the inventory are read now, so a bad one stops the
+    start; Nornir (and scrapli, ssh2) is built when a command first reaches a device."""
     workers = config.limits.workers
+    if config.inventory.strict_host_keys is not None:
+        log.warning("[inventory] strict_host_keys is deprecated: write host_keys = \"%s\"", config.inventory.host_keys)
     if lab is not None:
-        # The lab publishes its host keys: the bot checks them as strictly as a real device's.
-        extras = scrapli_defaults(config, HostKeyPolicy(HostKeyMode.STRICT, lab.known_hosts or Path(os.devnull)))
-        nr = build_nornir(data=lab.inventory, workers=workers, scrapli_extras=extras,
-                          credentials=Credentials(lab.username, lab.password, lab.enable_secret))
-        # The lab's inventory disables key checks for other clients; not for the bot.
-        scrapli_options = nr.inventory.defaults.connection_options["scrapli"]
-        scrapli_options.extras = {**(scrapli_options.extras or {}), **extras}
+        data = lab.inventory
+        lab_creds = Credentials(lab.username, lab.password, lab.enable_secret)
+        known_hosts = lab.known_hosts or Path(os.devnull)
+
+        def open_nornir() -> Nornir:
+            from chatbot.hostkeys import HostKeyMode, HostKeyPolicy
+
+            # The lab publishes its host keys: the bot checks them as strictly as a real device's.
+            extras = scrapli_defaults(config, HostKeyPolicy(HostKeyMode.STRICT, known_hosts))
+            nr = build_nornir(data=data, workers=workers, scrapli_extras=extras, credentials=lab_creds)
+            # The lab's inventory disables key checks for other clients; not for the bot.
+            scrapli_options = nr.inventory.defaults.connection_options["scrapli"]
+            scrapli_options.extras = {**(scrapli_options.extras or {}), **extras}
+            return nr
+
         config.apic.setdefault("apic1", ApicConfig(
             url=lab.apic_url, username=lab.apic_username, password=lab.apic_password,
             verify_tls=str(lab.apic_ca_file) if lab.apic_ca_file else True))
@@ -97,9 +116,14 @@ def build_context(config: Config, lab: LabAccess | None = None) -> TaskContext:
         path = Path(config.inventory.path)
         if not (path / "hosts.yaml").is_file():
             raise UserError(f"[inventory] path: {path}/hosts.yaml not found")
-        nr = build_nornir(path=path, workers=workers, scrapli_extras=scrapli_defaults(config), credentials=creds)
+        data = read_inventory(path)
+
+        def open_nornir() -> Nornir:
+            return build_nornir(data=data, workers=workers, scrapli_extras=scrapli_defaults(config), credentials=creds)
+
     gate = DeviceGate(per_device=config.limits.sessions_per_device, total=workers)
-    return TaskContext(inventory=DeviceInventory(nr), config=config, lab_mode=lab is not None, gate=gate)
+    return TaskContext(inventory=DeviceInventory.deferred(data, open_nornir), config=config,
+                       lab_mode=lab is not None, gate=gate)
 
 
 def build_bot(config: Config, lab: LabAccess | None = None, *, audit: AuditLog | None = None) -> Bot:

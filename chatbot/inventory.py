@@ -1,36 +1,35 @@
-"""The device inventory: loading Nornir, injecting credentials, resolving targets.
+"""The device inventory: reading it, resolving targets, and the Nornir that device work
+runs on.
+
+The inventory is Nornir's SimpleInventory (hosts.yaml, groups.yaml, defaults.yaml), or
+dicts of that shape (the lab hands its inventory over in memory). The bot reads it
+itself, with Nornir's inheritance rules, so that listing devices, checking access and
+resolving targets need no Nornir: Nornir, scrapli and ssh2 load with the first command
+that reaches a device (`DeviceInventory.nornir`, built by chatbot/nornir_setup.py).
 
 Credentials never live in inventory YAML: they are injected into the Nornir defaults
-from the config (environment variables or secret files) after loading.
+from the config (environment variables or secret files) when Nornir is built.
 """
 
 from __future__ import annotations
 
 import difflib
 import ipaddress
-import logging
+import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from nornir import InitNornir
-from nornir.core import Nornir
-from nornir.core.inventory import (
-    ConnectionOptions,
-    Defaults,
-    Group,
-    Groups,
-    Host,
-    Hosts,
-    Inventory,
-    ParentGroups,
-)
-from nornir.core.plugins.inventory import InventoryPluginRegister
+from chatbot.errors import ArgumentError, UserError
 
-from chatbot.errors import ArgumentError
+if TYPE_CHECKING:
+    from nornir.core import Nornir
 
 # Targets named in chat are matched against this, so nothing odd reaches Nornir's filter.
 MAX_TARGETS_TEXT = 200
+# Attributes a host inherits from its groups, then from the defaults, as in Nornir.
+INHERITED = ("hostname", "port", "username", "password", "platform")
 
 
 @dataclass(frozen=True)
@@ -44,56 +43,6 @@ class DeviceInfo:
     role: str | None
 
 
-class DictInventory:
-    """A Nornir inventory plugin fed from dicts shaped like SimpleInventory's YAML.
-
-    The lab hands its inventory over in memory; this keeps it off the disk.
-    """
-
-    def __init__(self, hosts: dict[str, Any], groups: dict[str, Any] | None = None,
-                 defaults: dict[str, Any] | None = None) -> None:
-        self.hosts = hosts
-        self.groups = groups or {}
-        self.defaults = defaults or {}
-
-    @staticmethod
-    def _options(data: dict[str, Any]) -> dict[str, ConnectionOptions]:
-        return {
-            name: ConnectionOptions(
-                hostname=o.get("hostname"), port=o.get("port"), username=o.get("username"),
-                password=o.get("password"), platform=o.get("platform"), extras=o.get("extras"),
-            )
-            for name, o in data.get("connection_options", {}).items()
-        }
-
-    def _element(self, cls: type, name: str, data: dict[str, Any], defaults: Defaults) -> Any:
-        return cls(
-            name=name, hostname=data.get("hostname"), port=data.get("port"),
-            username=data.get("username"), password=data.get("password"),
-            platform=data.get("platform"), data=data.get("data"), defaults=defaults,
-            connection_options=self._options(data),
-        )
-
-    def load(self) -> Inventory:
-        d = self.defaults
-        defaults = Defaults(
-            hostname=d.get("hostname"), port=d.get("port"), username=d.get("username"),
-            password=d.get("password"), platform=d.get("platform"), data=d.get("data"),
-            connection_options=self._options(d),
-        )
-        groups = Groups({n: self._element(Group, n, g or {}, defaults) for n, g in self.groups.items()})
-        hosts = Hosts({n: self._element(Host, n, h or {}, defaults) for n, h in self.hosts.items()})
-        # Parents are named in the data and linked once every group exists.
-        for elements, data in ((groups, self.groups), (hosts, self.hosts)):
-            for name, element in elements.items():
-                parents = (data[name] or {}).get("groups") or []
-                element.groups = ParentGroups([groups[p] for p in parents])
-        return Inventory(hosts=hosts, groups=groups, defaults=defaults)
-
-
-InventoryPluginRegister.register("ChatbotDictInventory", DictInventory)
-
-
 @dataclass(frozen=True)
 class Credentials:
     username: str | None
@@ -101,58 +50,112 @@ class Credentials:
     enable_secret: str | None
 
 
+def read_inventory(path: Path) -> dict[str, Any]:
+    """A SimpleInventory directory as {"hosts", "groups", "defaults"}, read as Nornir
+    reads it (ruamel.yaml, safe; groups.yaml and defaults.yaml may be absent)."""
+    from ruamel.yaml import YAML, YAMLError
+
+    yaml = YAML(typ="safe")
+    data: dict[str, Any] = {}
+    for key, required in (("hosts", True), ("groups", False), ("defaults", False)):
+        file = path / f"{key}.yaml"
+        if not required and not file.exists():
+            data[key] = {}
+            continue
+        try:
+            data[key] = yaml.load(file.read_text(encoding="utf-8")) or {}
+        except (OSError, UnicodeDecodeError, YAMLError) as err:
+            raise UserError(f"[inventory] {file}: {str(err).splitlines()[0] if str(err) else type(err).__name__}") \
+                from None
+    check_inventory(data, str(path))
+    return data
+
+
+def check_inventory(data: Mapping[str, Any], where: str = "inventory") -> None:
+    """Refuse, with one line, what Nornir would fail on later: entries that are not
+    mappings, and groups that are named but not defined (or that contain themselves)."""
+    groups = data.get("groups") or {}
+    for key in ("hosts", "groups", "defaults"):
+        if not isinstance(data.get(key) or {}, Mapping):
+            raise UserError(f"[inventory] {where}: {key} must be a mapping")
+    for kind, entries in (("host", data.get("hosts") or {}), ("group", groups)):
+        for name, entry in entries.items():
+            if not isinstance(entry or {}, Mapping):
+                raise UserError(f"[inventory] {where}: {kind} {name} must be a mapping")
+            parents = (entry or {}).get("groups") or []
+            if not isinstance(parents, list):
+                raise UserError(f"[inventory] {where}: {kind} {name}: groups must be a list")
+            for parent in parents:
+                if parent not in groups:
+                    raise UserError(f"[inventory] {where}: {kind} {name} is in group {parent}, which is not defined")
+    for name in groups:
+        _lineage([name], groups, where)
+
+
+def _lineage(names: list[str], groups: Mapping[str, Any], where: str, inside: tuple[str, ...] = ()) -> list[str]:
+    """Nornir's `extended_groups`: each group, then its own groups depth first, no repeats."""
+    out: list[str] = []
+    for name in names:
+        if name in inside:
+            raise UserError(f"[inventory] {where}: group {name} is its own parent")
+        for group in (name, *_lineage((groups[name] or {}).get("groups") or [], groups, where, (*inside, name))):
+            if group not in out:
+                out.append(group)
+    return out
+
+
+def device_infos(data: Mapping[str, Any]) -> dict[str, DeviceInfo]:
+    """Each host as the bot shows and matches it, with what it inherits resolved the
+    way Nornir resolves it: the host, then its groups (depth first), then the defaults."""
+    groups = data.get("groups") or {}
+    defaults = data.get("defaults") or {}
+    devices = {}
+    for name, host in (data.get("hosts") or {}).items():
+        host = host or {}
+        chain = [host, *((groups[g] or {}) for g in _lineage(host.get("groups") or [], groups, "inventory"))]
+
+        def attribute(key: str, chain: list[Any] = chain) -> Any:
+            return next((e[key] for e in chain if e.get(key) is not None), defaults.get(key))
+
+        def item(key: str, chain: list[Any] = chain) -> Any:
+            for element in chain:
+                if key in (element.get("data") or {}):
+                    return element["data"][key]
+            return (defaults.get("data") or {}).get(key)
+
+        devices[name] = DeviceInfo(
+            name=name,
+            address=attribute("hostname") or name,
+            port=attribute("port"),
+            platform=attribute("platform"),
+            groups=tuple(host.get("groups") or ()),
+            site=item("site"),
+            role=item("role"),
+        )
+    return devices
+
+
 def build_nornir(*, path: Path | None = None, data: dict[str, Any] | None = None,
                  credentials: Credentials | None = None, workers: int = 20,
                  scrapli_extras: dict[str, Any] | None = None) -> Nornir:
-    """Load a SimpleInventory directory (hosts.yaml, groups.yaml, defaults.yaml) or dicts."""
+    """A Nornir on a SimpleInventory directory or on dicts of that shape, with the
+    credentials injected. This imports Nornir and nornir-scrapli."""
+    from chatbot.nornir_setup import open_nornir
+
     if path is not None:
-        inventory = {
-            "plugin": "SimpleInventory",
-            "options": {
-                "host_file": str(path / "hosts.yaml"),
-                "group_file": str(path / "groups.yaml"),
-                "defaults_file": str(path / "defaults.yaml"),
-            },
-        }
-    elif data is not None:
-        inventory = {"plugin": "ChatbotDictInventory", "options": data}
-    else:
+        data = read_inventory(path)
+    elif data is None:
         raise ValueError("an inventory path or inventory data is needed")
-    # Nornir's own log file would land in the working directory, and it logs a traceback
-    # per failed host: the bot logs one line per device failure instead. scrapli logs
-    # every byte of a session at DEBUG, secrets included: never let it below WARNING.
-    logging.getLogger("nornir").setLevel(logging.CRITICAL)
-    logging.getLogger("scrapli").setLevel(logging.WARNING)
-    nr = InitNornir(
-        runner={"plugin": "threaded", "options": {"num_workers": workers}},
-        inventory=inventory,
-        logging={"enabled": False},
-    )
-    _inject_credentials(nr, credentials, scrapli_extras or {})
-    return nr
-
-
-def _inject_credentials(nr: Nornir, creds: Credentials | None, extras: dict[str, Any]) -> None:
-    defaults = nr.inventory.defaults
-    if creds is not None:
-        if creds.username:
-            defaults.username = creds.username
-        if creds.password:
-            defaults.password = creds.password
-    scrapli = defaults.connection_options.get("scrapli") or ConnectionOptions(extras={})
-    merged = dict(extras)
-    merged.update(scrapli.extras or {})
-    if creds is not None and creds.enable_secret:
-        merged["auth_secondary"] = creds.enable_secret
-    scrapli.extras = merged
-    defaults.connection_options["scrapli"] = scrapli
+    return open_nornir(data, credentials=credentials, workers=workers, scrapli_extras=scrapli_extras or {})
 
 
 class DeviceInventory:
     """Read-only view of the inventory for validation, target resolution and `devices`."""
 
     def __init__(self, nr: Nornir) -> None:
-        self.nornir = nr
+        self._nornir: Nornir | None = nr
+        self._open: Callable[[], Nornir] | None = None
+        self._opening = threading.Lock()
         self._devices: dict[str, DeviceInfo] = {}
         for name, host in nr.inventory.hosts.items():
             self._devices[name] = DeviceInfo(
@@ -164,6 +167,29 @@ class DeviceInventory:
                 site=host.get("site"),
                 role=host.get("role"),
             )
+
+    @classmethod
+    def deferred(cls, data: Mapping[str, Any], open_nornir: Callable[[], Nornir]) -> DeviceInventory:
+        """The inventory of `data` (SimpleInventory's shape), whose Nornir `open_nornir`
+        builds when device work first asks for it: until then nothing of Nornir loads."""
+        check_inventory(data)
+        inventory = cls.__new__(cls)
+        inventory._nornir = None
+        inventory._open = open_nornir
+        inventory._opening = threading.Lock()
+        inventory._devices = device_infos(data)
+        return inventory
+
+    @property
+    def nornir(self) -> Nornir:
+        """The Nornir that device work runs on, built on first use (once, whichever
+        worker thread asks first)."""
+        if self._nornir is None:
+            with self._opening:
+                if self._nornir is None:
+                    assert self._open is not None
+                    self._nornir = self._open()
+        return self._nornir
 
     @property
     def devices(self) -> dict[str, DeviceInfo]:

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any
-
-import requests
+from typing import TYPE_CHECKING, Any
 
 from chatbot.context import ApicEndpoint
 from chatbot.errors import TaskFailure
+
+if TYPE_CHECKING:
+    import requests
 
 # Refresh when this much of the token's lifetime is used, so a slow call never races expiry.
 REFRESH_AT = 0.5
@@ -31,6 +32,8 @@ class Page:
 
 class ApicClient:
     def __init__(self, endpoint: ApicEndpoint) -> None:
+        import requests  # here, not at the top: the bot imports the apic tasks at start, APIC or not
+
         self.endpoint = endpoint
         self.session = requests.Session()
         self._lock = threading.Lock()
@@ -142,6 +145,8 @@ class ApicClient:
 
     # --- HTTP ---------------------------------------------------------------------
     def _request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        import requests
+
         url = self.endpoint.url + path
         name = self.endpoint.name
         try:

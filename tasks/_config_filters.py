@@ -12,8 +12,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from netutils.interface import canonical_interface_name
-
 from chatbot.errors import ArgumentError
 from chatbot.patterns import UserPattern, bounded
 
@@ -66,6 +64,8 @@ def _sections(lines: list[str], matches: Callable[[str], bool]) -> list[str]:
 def interface_section(config: str, name: str) -> str:
     """The `interface <name>` block of a config; `name` may be abbreviated as on IOS
     (Gi1, gi0/0/1, Lo0). ArgumentError when the config has no such interface."""
+    from netutils.interface import canonical_interface_name  # netutils is heavy; `show run` loads it
+
     lines = config.splitlines()
     blocks: dict[str, int] = {}
     for i, line in enumerate(lines):

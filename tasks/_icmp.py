@@ -37,9 +37,6 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from icmplib import ICMPv4Socket, ICMPv6Socket
-from icmplib.exceptions import ICMPLibError, SocketPermissionError
-
 log = logging.getLogger(__name__)
 
 NO_PERMISSION = (
@@ -234,6 +231,10 @@ def _may_use_raw_sockets() -> bool:
 
 def _open_socket(family: int, window: int) -> _ProbeSocket | str:
     """The best socket this process may have for `family`, or why there is none."""
+    # icmplib is imported here: the monitor checks that use this module load at start.
+    from icmplib import ICMPv4Socket, ICMPv6Socket
+    from icmplib.exceptions import ICMPLibError, SocketPermissionError
+
     icmp_class = ICMPv4Socket if family == 4 else ICMPv6Socket
     modes = [False, True] if _may_use_raw_sockets() else [False]
     for privileged in modes:

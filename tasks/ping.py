@@ -4,9 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import icmplib
-from icmplib.exceptions import ICMPLibError, SocketPermissionError
-
 from chatbot.api import (
     Device,
     DeviceInfo,
@@ -96,6 +93,9 @@ def ping(ctx: TaskContext, target: NetTarget, source: DeviceInfo | None, count: 
 
 
 def _ping_from_host(ctx: TaskContext, target: NetTarget, count: int, size: int | None) -> Result:
+    import icmplib  # on first use: the command is declared at start, icmplib is needed only to ping
+    from icmplib.exceptions import ICMPLibError, SocketPermissionError
+
     address = host_probe_address(ctx, target)
     label = resolved_label(target, address)
     extra = {}

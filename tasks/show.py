@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from chatbot.api import (
     MATCH_LIMIT_TEXT,
@@ -11,7 +12,6 @@ from chatbot.api import (
     ArgumentError,
     Device,
     DeviceInfo,
-    DeviceOutput,
     Note,
     Param,
     ParseContext,
@@ -33,6 +33,9 @@ from chatbot.api import (
     run_on_devices,
 )
 from tasks._config_filters import FILTERS, LineFilter, interface_section
+
+if TYPE_CHECKING:
+    from chatbot.api import DeviceOutput  # looking it up at run time would load device work at start
 
 _COMMAND_WORD = re.compile(r"^[A-Za-z0-9._:/-]{1,64}$")
 # Printable ASCII; no '?', which an IOS command line takes as a request for help.

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import icmplib
-from icmplib.exceptions import ICMPLibError, SocketPermissionError
-
 from chatbot.api import (
     Device,
     DeviceInfo,
@@ -47,6 +44,9 @@ def traceroute(ctx: TaskContext, target: NetTarget, source: DeviceInfo | None) -
 
 
 def _trace_from_host(ctx: TaskContext, target: NetTarget) -> Result:
+    import icmplib  # on first use: the command is declared at start, icmplib is needed only to trace
+    from icmplib.exceptions import ICMPLibError, SocketPermissionError
+
     address = host_probe_address(ctx, target)
     label = resolved_label(target, address)
     try:

@@ -160,8 +160,8 @@ def install_recorders(monkeypatch: pytest.MonkeyPatch) -> Recorder:
         rec.host_probes.append(("traceroute", address, None))
         return [icmplib.Hop(address, 2, [0.5, 0.6], 1)]
 
-    monkeypatch.setattr(tasks.ping.icmplib, "ping", ping)
-    monkeypatch.setattr(tasks.traceroute.icmplib, "traceroute", traceroute)
+    monkeypatch.setattr(icmplib, "ping", ping)
+    monkeypatch.setattr(icmplib, "traceroute", traceroute)
 
     def resolve(name: str, owner: str | None = None) -> list[str]:  # no DNS from a test: TEST-NET-1
         rec.resolved.append(name)

@@ -85,8 +85,8 @@ def probes(monkeypatch: pytest.MonkeyPatch, use_inventory: None) -> Probes:
         seen.lookups.append((str(host), on_loop))
         return real_getaddrinfo(host, *args, **kwargs)
 
-    monkeypatch.setattr(tasks.ping.icmplib, "ping", ping)
-    monkeypatch.setattr(tasks.traceroute.icmplib, "traceroute", traceroute)
+    monkeypatch.setattr(icmplib, "ping", ping)
+    monkeypatch.setattr(icmplib, "traceroute", traceroute)
     monkeypatch.setattr(tasks.ping, "run_on_devices", run_on_devices)
     monkeypatch.setattr(tasks.traceroute, "run_on_devices", run_on_devices)
     monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
