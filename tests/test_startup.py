@@ -91,7 +91,7 @@ def chat(config: Path, lines: list[str]) -> tuple[list[str], list[dict[str, list
 
 def test_the_device_stack_loads_with_the_first_device_command(lab: Lab, tmp_path: Path) -> None:
     config = write_setup(tmp_path, lab)
-    chat(config, ["!whoami"])  # the first start creates and migrates the database
+    store.prepare(store.make_engine(f"sqlite:///{tmp_path}/bot.sqlite"))  # as a first start leaves it
     out, loaded = chat(config, ["!help", "!whoami", "!devices", "!show version r1"])
     text = "\n".join(out)
     assert "Commands you can run here" in text and "r1" in text

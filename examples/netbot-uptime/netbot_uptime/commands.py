@@ -4,11 +4,10 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chatbot.api import (
     ArgumentError,
-    DeviceOutput,
     Integer,
     Note,
     Outcome,
@@ -24,6 +23,9 @@ from chatbot.api import (
     outcome_summary,
     run_on_devices,
 )
+
+if TYPE_CHECKING:
+    from chatbot.api import DeviceOutput  # an annotation only: looking it up loads device work
 
 # "r1 uptime is 1 year, 3 weeks, 2 days, 4 hours, 5 minutes" (IOS and IOS-XE)
 _UPTIME_LINE = re.compile(r"^\S+ uptime is (?P<phrase>.+)$", re.MULTILINE)
