@@ -11,9 +11,8 @@ The text a pattern is matched against is bounded too (MAX_MATCH_CHARS).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
-
-import re2
 
 from chatbot.errors import ArgumentError
 
@@ -28,14 +27,14 @@ MATCH_LIMIT_TEXT = "the first 1 MiB"
 MAX_PATTERN_MEMORY = 1 << 20
 
 
-def _options() -> re2.Options:
+@cache
+def _options() -> Any:
+    import re2
+
     options = re2.Options()
     options.log_errors = False  # a refused pattern is the user's one line, not a stderr dump
     options.max_mem = MAX_PATTERN_MEMORY
     return options
-
-
-_OPTIONS = _options()
 
 
 @dataclass(frozen=True)
@@ -58,8 +57,10 @@ def compile_pattern(text: str) -> UserPattern:
         raise ArgumentError("an empty pattern")
     if len(text) > MAX_PATTERN_LENGTH:
         raise ArgumentError(f"a pattern may have at most {MAX_PATTERN_LENGTH} characters")
+    import re2  # here, not at the top: 3 MiB that a bot whose users write no pattern never needs
+
     try:
-        return UserPattern(text, re2.compile(text, options=_OPTIONS))
+        return UserPattern(text, re2.compile(text, options=_options()))
     except re2.error as err:
         reason = err.args[0].decode("utf-8", "replace") if err.args and isinstance(err.args[0], bytes) \
             else str(err)

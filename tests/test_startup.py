@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parent.parent
 NOT_AT_START = {
     "nornir", "nornir_scrapli", "nornir_utils", "scrapli", "scrapli_netbot", "scrapli_cfg", "scrapli_netconf",
     "ssh2", "asyncssh", "paramiko", "netmiko", "ntc_templates", "textfsm", "netutils", "requests", "urllib3",
-    "icmplib", "alembic", "mako", "lxml", "prompt_toolkit",
+    "icmplib", "alembic", "mako", "lxml", "prompt_toolkit", "re2",
     "chatbot.device_work", "chatbot.device_failures", "chatbot.nornir_setup", "chatbot.ssh_transport",
     "chatbot.hostkeys", "chatbot.lab",
 }
