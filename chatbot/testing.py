@@ -76,8 +76,8 @@ def sample_context(config: Config | None = None) -> TaskContext:
     from chatbot.context import TaskContext
     from chatbot.inventory import DeviceInventory, build_nornir
 
-    nr = build_nornir(data=SAMPLE_INVENTORY)
-    return TaskContext(inventory=DeviceInventory(nr), config=config or bot_config())
+    inventory = DeviceInventory.deferred(SAMPLE_INVENTORY, lambda: build_nornir(data=SAMPLE_INVENTORY))
+    return TaskContext(inventory=inventory, config=config or bot_config())
 
 
 def sample_bot(config: Config | None = None, audit: AuditLog | None = None) -> Bot:
