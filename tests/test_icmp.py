@@ -31,6 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import icmplib
 import pytest
 
 import tasks._icmp as icmp
@@ -175,10 +176,10 @@ def test_no_permission_is_one_clear_message_for_every_address(monkeypatch: pytes
 
     def refuse(privileged: bool = True, **_: Any) -> None:
         tried.append(privileged)
-        raise icmp.SocketPermissionError(privileged)
+        raise icmplib.SocketPermissionError(privileged)
 
-    monkeypatch.setattr(icmp, "ICMPv4Socket", refuse)
-    monkeypatch.setattr(icmp, "ICMPv6Socket", refuse)
+    monkeypatch.setattr(icmplib, "ICMPv4Socket", refuse)
+    monkeypatch.setattr(icmplib, "ICMPv6Socket", refuse)
     monkeypatch.setattr(icmp, "_may_use_raw_sockets", lambda: True)
     results = sweep(["127.0.0.1", "127.0.0.2", "::1"])
     assert {r.error for r in results.values()} == {NO_PERMISSION}
@@ -193,9 +194,9 @@ def test_raw_sockets_are_not_tried_without_cap_net_raw(monkeypatch: pytest.Monke
 
     def refuse(privileged: bool = True, **_: Any) -> None:
         tried.append(privileged)
-        raise icmp.SocketPermissionError(privileged)
+        raise icmplib.SocketPermissionError(privileged)
 
-    monkeypatch.setattr(icmp, "ICMPv4Socket", refuse)
+    monkeypatch.setattr(icmplib, "ICMPv4Socket", refuse)
     monkeypatch.setattr(icmp, "_may_use_raw_sockets", lambda: False)
     assert sweep(["127.0.0.1"])["127.0.0.1"].error == NO_PERMISSION
     assert tried == [False]
@@ -203,9 +204,9 @@ def test_raw_sockets_are_not_tried_without_cap_net_raw(monkeypatch: pytest.Monke
 
 def test_other_socket_failures_name_the_family(monkeypatch: pytest.MonkeyPatch) -> None:
     def broken(privileged: bool = True, **_: Any) -> None:
-        raise icmp.ICMPLibError("Address family not supported by protocol")
+        raise icmplib.ICMPLibError("Address family not supported by protocol")
 
-    monkeypatch.setattr(icmp, "ICMPv6Socket", broken)
+    monkeypatch.setattr(icmplib, "ICMPv6Socket", broken)
     r = sweep(["::1"])["::1"]
     assert not r.alive
     assert r.error == "cannot open an ICMPv6 socket on the bot host: Address family not supported by protocol"
