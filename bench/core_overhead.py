@@ -84,23 +84,6 @@ def lab_access() -> LabAccess:
                      apic_password="unused")
 
 
-def unique_job_ids() -> None:
-    """Job ids are 3 random bytes (chatbot/jobs.py): thousands of jobs in one job table
-    collide (birthday bound: one chance in four by 3,200 jobs, even odds by 4,800) and the insert
-    fails with a UNIQUE constraint error. Until the product fixes that, the benchmark
-    hands out ids that cannot collide, so it measures cost, not that bug."""
-    import itertools
-    import types
-
-    import chatbot.jobs
-
-    counter = itertools.count(1)
-    real = chatbot.jobs.secrets
-    chatbot.jobs.secrets = types.SimpleNamespace(  # type: ignore[assignment]
-        token_hex=lambda n=None: f"{next(counter):06x}" if n == 3 else real.token_hex(n),
-        **{k: getattr(real, k) for k in ("token_bytes", "token_urlsafe", "choice", "randbelow")})
-
-
 def make_bot(audit: AuditLog | None) -> Bot:
     bot = build_bot(parse_config(CONFIG), lab_access(), audit=audit if audit is not None else AuditLog(make_engine("sqlite://")))
     if audit is None:  # the same core with the audit log and job table switched off
@@ -130,6 +113,7 @@ async def timed(step: Callable[[], Awaitable[object]], iterations: int, warmup: 
 def audit_rows(audit: AuditLog | None) -> int:
     if audit is None:
         return 0
+    audit.flush()  # outcome rows are written behind
     with audit.engine.connect() as conn:
         return conn.execute(select(func.count()).select_from(audit_events)).scalar_one()
 
@@ -207,7 +191,6 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=200)
     args = p.parse_args()
     print(f"{args.iterations} iterations per case after {args.warmup} warm-up; Python {sys.version.split()[0]}")
-    unique_job_ids()
     with tempfile.TemporaryDirectory(prefix="netbot-bench-") as tmp:
         medians = asyncio.run(bench_commands(args.iterations, args.warmup, Path(tmp)))
         pieces = asyncio.run(bench_pieces(args.iterations, args.warmup, Path(tmp)))

@@ -57,6 +57,9 @@ class _Claims:
         self.taken.append((platform, event_id))
         return True
 
+    def take_many(self, platform: str, event_ids: list[str]) -> set[str]:
+        return {event_id for event_id in event_ids if self.take(platform, event_id)}
+
 
 def _message(text: str, *, direct: bool = False, mentioned: bool = False, message_id: str = "m1") -> Message:
     return Message(platform="chat", room="room", sender=Identity.native("chat", "alice"), text=text,
