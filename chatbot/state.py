@@ -25,25 +25,28 @@ from chatbot.store import chat_taken_messages as taken
 from chatbot.store import prepare, transaction
 from chatbot.write_behind import writer_for
 
-_UPSERTS = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
-
 
 def _claim_statement(dialect: str) -> Any | None:
     """INSERT ... ON CONFLICT DO NOTHING RETURNING: a lost claim returns nothing instead
     of raising, so claims share a transaction with each other and with other rows."""
-    dialect_insert = _UPSERTS.get(dialect)
-    if dialect_insert is None:
-        return None
-    return dialect_insert(taken).on_conflict_do_nothing().returning(taken.c.message_id)
+    if dialect == "sqlite":
+        return sqlite.insert(taken).on_conflict_do_nothing().returning(taken.c.message_id)
+    if dialect == "postgresql":
+        return postgresql.insert(taken).on_conflict_do_nothing().returning(taken.c.message_id)
+    return None
 
 
 def _position_statement(dialect: str) -> Any | None:
-    dialect_insert = _UPSERTS.get(dialect)
-    if dialect_insert is None:
-        return None
-    upsert = dialect_insert(positions)
-    return upsert.on_conflict_do_update(index_elements=[positions.c.platform],
-                                        set_={"position": upsert.excluded.position, "updated": upsert.excluded.updated})
+    """An upsert of one position, so that positions go in one executemany."""
+    if dialect == "sqlite":
+        lite = sqlite.insert(positions)
+        return lite.on_conflict_do_update(index_elements=[positions.c.platform], set_={
+            "position": lite.excluded.position, "updated": lite.excluded.updated})
+    if dialect == "postgresql":
+        pg = postgresql.insert(positions)
+        return pg.on_conflict_do_update(index_elements=[positions.c.platform], set_={
+            "position": pg.excluded.position, "updated": pg.excluded.updated})
+    return None
 
 
 class ChatState:
@@ -86,7 +89,7 @@ class ChatState:
         if not ids:
             return set()
         now = datetime.now(UTC)
-        rows = [{"platform": platform, "message_id": m, "at": now} for m in ids]
+        rows: list[dict[str, Any]] = [{"platform": platform, "message_id": m, "at": now} for m in ids]
         if self._claim is None:
             return {row["message_id"] for row in rows if self._take_alone(row)}
         (won,) = self.writer.commit([(self._claim, rows)])

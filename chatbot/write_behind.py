@@ -36,7 +36,7 @@ from typing import Any
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 
-from chatbot.store import writer_lock
+from chatbot.store import Write, writer_lock
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,6 @@ MAX_PAUSE = 30.0  # longest pause between retries while the database refuses wri
 
 Statement = Any  # a constant SQLAlchemy statement (insert/update/upsert), compiled once and cached
 Params = dict[str, Any]
-Write = tuple[Statement, Params | list[Params]]  # a statement and its parameters (a list: executemany)
 
 
 class WriteBehind:
@@ -123,7 +122,8 @@ class WriteBehind:
             self._write_queued()
 
     def close(self) -> None:
-        """Flush, stop the thread and give the connection back."""
+        """Flush, stop the thread and give the connection back. Rows the database still
+        refuses are counted in an error line: they are lost."""
         with self._queue:
             self._closed = True
             self._queue.notify()
@@ -133,6 +133,13 @@ class WriteBehind:
         self.flush()
         with self._batch:
             self._release()
+        self.report_unwritten()
+
+    def report_unwritten(self) -> None:
+        with self._queue:
+            left = len(self._rows) + len(self._latest)
+        if left:
+            log.error("write-behind: %d rows could not be written and are lost", left)
 
     def _write_queued(self) -> bool:
         """Under the batch lock: one batch; whether it was written."""
@@ -225,13 +232,22 @@ class WriteBehind:
                 if not self._rows and not self._latest:  # idle, or closed: end, and give the connection back
                     self._thread = None
                     break
+                # While the database refuses writes, pause longer each time, however long the queue.
                 delay = min(self.interval * 2 ** self._failures, MAX_PAUSE) if self._failures else self.interval
                 due = time.monotonic() + delay
-                while (len(self._rows) + len(self._latest) < self.max_rows and not self._closed
-                       and (left := due - time.monotonic()) > 0):
+                while ((self._failures or len(self._rows) + len(self._latest) < self.max_rows)
+                       and not self._closed and (left := due - time.monotonic()) > 0):
                     self._queue.wait(left)
             with self._batch:
-                self._write_queued()
+                try:
+                    written = self._write_queued()
+                except Exception:  # not the database's refusal (handled there): a bug; keep the thread
+                    log.exception("write-behind: writing queued rows failed")
+                    written = False
+            if not written and self._closed:  # `close` flushes once more itself, and says what is left
+                with self._queue:
+                    self._thread = None
+                break
         with self._batch:
             with self._queue:
                 if self._thread is not None:  # work arrived meanwhile: a new thread owns it
@@ -283,9 +299,10 @@ def writer_for(engine: Engine) -> WriteBehind:
 
 
 def flush_all() -> None:
-    """Write every queued row of every database (interpreter exit)."""
+    """Write every queued row of every database (interpreter exit); say what could not be."""
     for writer in list(_writers.values()):
         writer.flush()
+        writer.report_unwritten()
 
 
 atexit.register(flush_all)

@@ -273,6 +273,7 @@ def test_positions_survive_and_old_claims_are_forgotten(database_url: str,
     state.put("matrix:@bot:hs", "s1")
     state.put("matrix:@bot:hs", "s2")
     assert state.take("slack", "1700000000.000100") is True
+    state.flush()  # a clean stop writes the positions queued behind
     with state.engine.begin() as conn:
         conn.execute(insert(store.chat_taken_messages).values(
             platform="slack", message_id="old", at=datetime.now(UTC) - timedelta(days=10)))
