@@ -54,28 +54,21 @@ class Inbox:
     async def claim(self, key: str) -> bool:
         """Whether this process is the first to take on `key` (database I/O, off the
         loop). Claims made before the loop next turns go in one transaction."""
-        won = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        won = loop.create_future()
         if not self._unclaimed:
-            self.spawn(self._claim_batch())
+            loop.call_soon(self._claim_batch)
         self._unclaimed.append((key, won))
         if await won:
             return True
         log.debug("%s: %s was taken on before", self.platform, key)
         return False
 
-    async def _claim_batch(self) -> None:
+    def _claim_batch(self) -> None:
         batch, self._unclaimed = self._unclaimed, []
-        try:
-            taken = await asyncio.to_thread(self.claims.take_many, self.platform, [key for key, _ in batch])
-        except Exception as err:  # each claimer sees the database's error, as if it had claimed alone
-            for _, won in batch:
-                if not won.done():  # a claimer that was cancelled waits no more
-                    won.set_exception(err)
-            return
-        for key, won in batch:
-            if not won.done():
-                won.set_result(key in taken)
-            taken.discard(key)  # the same key twice in one batch: only the first takes it
+        keys = [key for key, _ in batch]
+        taking = asyncio.get_running_loop().run_in_executor(None, self.claims.take_many, self.platform, keys)
+        taking.add_done_callback(lambda done: _settle(batch, done))
 
     async def take(self, msg: Message, *, key: str | None = None, admit: Callable[[], bool] | None = None) -> bool:
         """Whether `msg` is a command for us that this process alone now answers: for
@@ -104,6 +97,21 @@ class Inbox:
         """Let the answers in progress finish (an adapter stopping)."""
         while self._answers:
             await asyncio.gather(*self._answers, return_exceptions=True)
+
+
+def _settle(batch: list[tuple[str, asyncio.Future[bool]]], done: asyncio.Future[set[str]]) -> None:
+    """Tell each claimer of a batch whether it won; the database's error, if any, as if
+    it had claimed alone."""
+    err = done.exception()
+    taken = set() if err is not None else set(done.result())
+    for key, won in batch:
+        if won.done():  # a claimer that was cancelled waits no more
+            continue
+        if err is not None:
+            won.set_exception(err)
+        else:
+            won.set_result(key in taken)
+            taken.discard(key)  # the same key twice in one batch: only the first takes it
 
 
 async def answer_with_progress(

@@ -41,7 +41,7 @@ from chatbot.store import Write, writer_lock
 log = logging.getLogger(__name__)
 
 INTERVAL = 0.5  # seconds a deferred row may wait
-MAX_ROWS = 500  # a queue this long is written at once
+MAX_ROWS = 100  # a queue this long is written at once
 IDLE_AFTER = 10.0  # seconds without work before the thread ends and the connection goes back
 MAX_PAUSE = 30.0  # longest pause between retries while the database refuses writes
 
