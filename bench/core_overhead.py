@@ -4,12 +4,15 @@ thread, redaction) and rendering the reply for the terminal and for Matrix (HTML
 
 Three commands, each with and without the audit log (a real SQLite file in a temporary
 directory, as the bot opens it; the job table lives in the same file, as in
-`chatbot.app.build_bot`):
+`chatbot.app.build_bot`). With the audit log, a job's request rows are committed before
+it runs and its outcome rows queued for the write-behind writer (`chatbot.write_behind`),
+whose batches run in their own thread during the timing, as in the bot; the rows per
+command are counted after a flush:
 - allowed: `!devices group:core` from an admin in a direct message (runs the task)
 - denied:  `!show run r1` from a read-only user in the operations room
 - invalid: `!frobnicate`
-Then the pieces apart: one audit row written directly, the thread hop that carries each
-write off the event loop, one render.
+Then the pieces apart: one audit row committed directly, the same through the thread
+hop that carries a commit off the event loop, the hop alone, one render.
 
     .venv/bin/python bench/core_overhead.py                 # 3,000 iterations per case
     .venv/bin/python bench/core_overhead.py --iterations 10000
