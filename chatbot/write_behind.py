@@ -68,6 +68,7 @@ class WriteBehind:
         self._batch = threading.Lock()  # one transaction at a time, on the held connection
         self._connection: Connection | None = None
         self._failures = 0  # consecutive failed batches: the current burst
+        self._last_error = ""
 
     # --- queueing -------------------------------------------------------------------
     def defer(self, statement: Statement, params: Params | Sequence[Params], *, key: str | None = None) -> None:
@@ -139,7 +140,10 @@ class WriteBehind:
         with self._queue:
             left = len(self._rows) + len(self._latest)
         if left:
-            log.error("write-behind: %d rows could not be written and are lost", left)
+            engine = self._engine()
+            where = engine.url.render_as_string(hide_password=True) if engine is not None else "a closed database"
+            log.error("write-behind: %d rows for %s could not be written and are lost (%s)", left, where,
+                      self._last_error or "no attempt succeeded")
 
     def _write_queued(self) -> bool:
         """Under the batch lock: one batch; whether it was written."""
@@ -203,6 +207,7 @@ class WriteBehind:
 
     def _failed(self, err: Exception, waiting: int) -> None:
         self._failures += 1
+        self._last_error = f"{type(err).__name__}: {_first_line(err)}"
         if self._failures == 1:
             log.warning("write-behind: %d rows not written yet (%s: %s); retrying until the database takes them",
                         waiting, type(err).__name__, _first_line(err))
