@@ -83,11 +83,14 @@ class Bot:
             await self.monitors.start(self.context.config.monitor)
 
     async def stop(self) -> None:
-        """Stop the monitor schedule and write every queued row (a clean stop loses none)."""
+        """Write every queued row (a clean stop loses none) and stop the monitor schedule."""
+        await self._flush_behind()  # first: the scheduler's job store disposes of the engine as it stops
         if self.monitors is not None:
             await self.monitors.stop()
-        writers = {w.writer for w in (self.audit, self.jobs.store) if w is not None}
-        for writer in writers:
+        await self._flush_behind()
+
+    async def _flush_behind(self) -> None:
+        for writer in {w.writer for w in (self.audit, self.jobs.store) if w is not None}:
             await asyncio.to_thread(writer.flush)
 
     def add_notifier(self, platform: str, notifier: Notifier) -> None:
