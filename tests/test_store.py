@@ -1,7 +1,9 @@
 """The bot's database on SQLite and on a real PostgreSQL server: migrations (fresh, from
 a database the pre-migration code made, models and revisions in agreement), the unit of
 work that commits audit and job rows together, exactly-once claims across connections,
-and the whole bot (audit, jobs, monitors, APScheduler's store) on each backend."""
+the write-behind writer (what is on disk before the work, what follows it, a crash, a
+locked database), and the whole bot (audit, jobs, monitors, APScheduler's store) on each
+backend."""
 
 from __future__ import annotations
 
@@ -559,6 +561,27 @@ def test_a_crash_loses_rows_written_behind_never_a_claim(database_url: str,
     assert restarted.take("matrix", "$claimed") is False  # and the replay finds the claim
     JobStore(engines(database_url))
     assert read_back(reader)["jobs"] == ["interrupted"]
+
+
+EXIT_WITHOUT_STOP = """
+import sys
+from chatbot.audit import AuditEvent, AuditLog
+from chatbot.store import make_engine
+from chatbot.write_behind import writer_for
+
+engine = make_engine(sys.argv[1])
+writer_for(engine).interval = 3600
+AuditLog(engine).defer(AuditEvent("result", "r1", "alice", "@alice:hs", "matrix", "!ops:hs"))
+# the script ends without stopping anything: the exit hook writes the queue
+"""
+
+
+def test_rows_queued_at_a_normal_exit_are_written(database_url: str, engines: Callable[[str], Engine]) -> None:
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent))
+    done = subprocess.run([sys.executable, "-c", EXIT_WITHOUT_STOP, database_url], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0 and "write-behind" not in done.stderr, done.stderr
+    assert read_back(engines(database_url))["kinds"] == ["result"]
 
 
 def short_waiting_engine(url: str) -> Engine:
