@@ -246,6 +246,25 @@ def test_audit_and_job_rows_of_one_moment_commit_together(database_url: str,
         assert conn.execute(select(jobs_table.c.state, jobs_table.c.outcome)).one() == ("done", "ok: 1 device")
 
 
+def test_a_queued_job_start_written_behind_its_finish_changes_nothing(database_url: str,
+                                                                       engines: Callable[[str], Engine]) -> None:
+    """The write-behind writer may run a batch's statements in any order: a start that
+    lands after the finish must not make a finished job look running."""
+    engine = engines(database_url)
+    jobs, queued = JobStore(engine), job()
+    store.write(engine, [jobs.insert_for(queued, JobState.QUEUED)])
+    jobs.started(queued)
+    jobs.writer.flush()
+    with engine.connect() as conn:
+        assert conn.execute(select(jobs_table.c.state)).scalar() == "running"
+    queued.state = JobState.DONE
+    jobs.finished(queued, "ok: 1 device")
+    jobs.started(queued)  # a late start, in the same batch
+    jobs.writer.flush()
+    with engine.connect() as conn:
+        assert tuple(conn.execute(select(jobs_table.c.state, jobs_table.c.outcome)).one()) == ("done", "ok: 1 device")
+
+
 def test_jobs_that_ran_when_the_bot_stopped_are_interrupted(database_url: str,
                                                             engines: Callable[[str], Engine]) -> None:
     engine = engines(database_url)
