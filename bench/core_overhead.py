@@ -4,12 +4,15 @@ thread, redaction) and rendering the reply for the terminal and for Matrix (HTML
 
 Three commands, each with and without the audit log (a real SQLite file in a temporary
 directory, as the bot opens it; the job table lives in the same file, as in
-`chatbot.app.build_bot`):
+`chatbot.app.build_bot`). With the audit log, a job's request rows are committed before
+it runs and its outcome rows queued for the write-behind writer (`chatbot.write_behind`),
+whose batches run in their own thread during the timing, as in the bot; the rows per
+command are counted after a flush:
 - allowed: `!devices group:core` from an admin in a direct message (runs the task)
 - denied:  `!show run r1` from a read-only user in the operations room
 - invalid: `!frobnicate`
-Then the pieces apart: one audit row written directly, the thread hop that carries each
-write off the event loop, one render.
+Then the pieces apart: one audit row committed directly, the same through the thread
+hop that carries a commit off the event loop, the hop alone, one render.
 
     .venv/bin/python bench/core_overhead.py                 # 3,000 iterations per case
     .venv/bin/python bench/core_overhead.py --iterations 10000
@@ -84,23 +87,6 @@ def lab_access() -> LabAccess:
                      apic_password="unused")
 
 
-def unique_job_ids() -> None:
-    """Job ids are 3 random bytes (chatbot/jobs.py): thousands of jobs in one job table
-    collide (birthday bound: one chance in four by 3,200 jobs, even odds by 4,800) and the insert
-    fails with a UNIQUE constraint error. Until the product fixes that, the benchmark
-    hands out ids that cannot collide, so it measures cost, not that bug."""
-    import itertools
-    import types
-
-    import chatbot.jobs
-
-    counter = itertools.count(1)
-    real = chatbot.jobs.secrets
-    chatbot.jobs.secrets = types.SimpleNamespace(  # type: ignore[assignment]
-        token_hex=lambda n=None: f"{next(counter):06x}" if n == 3 else real.token_hex(n),
-        **{k: getattr(real, k) for k in ("token_bytes", "token_urlsafe", "choice", "randbelow")})
-
-
 def make_bot(audit: AuditLog | None) -> Bot:
     bot = build_bot(parse_config(CONFIG), lab_access(), audit=audit if audit is not None else AuditLog(make_engine("sqlite://")))
     if audit is None:  # the same core with the audit log and job table switched off
@@ -130,6 +116,7 @@ async def timed(step: Callable[[], Awaitable[object]], iterations: int, warmup: 
 def audit_rows(audit: AuditLog | None) -> int:
     if audit is None:
         return 0
+    audit.flush()  # outcome rows are written behind
     with audit.engine.connect() as conn:
         return conn.execute(select(func.count()).select_from(audit_events)).scalar_one()
 
@@ -207,7 +194,6 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=200)
     args = p.parse_args()
     print(f"{args.iterations} iterations per case after {args.warmup} warm-up; Python {sys.version.split()[0]}")
-    unique_job_ids()
     with tempfile.TemporaryDirectory(prefix="netbot-bench-") as tmp:
         medians = asyncio.run(bench_commands(args.iterations, args.warmup, Path(tmp)))
         pieces = asyncio.run(bench_pieces(args.iterations, args.warmup, Path(tmp)))

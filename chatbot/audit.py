@@ -1,5 +1,9 @@
 """The audit log: every request, decision, job start, per-device outcome and reply
-failure is a row, written before the work it describes goes on (a crash loses nothing).
+failure is a row. A row that comes before work (a request that will reach a device, a
+change a built-in makes) is committed before the work goes on; a row that comes after
+it (outcomes, results, a failed reply) or that stands for no work at all (a denied or
+invalid request) goes through the database's write-behind queue (`chatbot.write_behind`):
+written within half a second, and on the bot's stop.
 
 The table and the database live in `chatbot.store`. Writes are small and synchronous:
 callers on the event loop hand them to a thread.
@@ -16,6 +20,7 @@ from sqlalchemy.engine import Engine
 
 from chatbot.redact import redact
 from chatbot.store import Write, audit_events, make_engine, prepare, transaction, write
+from chatbot.write_behind import writer_for
 
 __all__ = ["AuditEvent", "AuditLog", "audit_events", "make_engine"]
 
@@ -59,10 +64,21 @@ class AuditLog:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         prepare(engine)
+        self.writer = writer_for(engine)
 
     def record(self, *events: AuditEvent) -> None:
-        """Write events in one transaction."""
+        """Write events in one transaction, now."""
         write(self.engine, [self.write_for(events)])
+
+    def defer(self, *events: AuditEvent) -> None:
+        """Queue events for the write-behind writer (rows that may reach the disk after
+        the work they describe)."""
+        if events:
+            self.writer.defer(_INSERT, [_row(e) for e in events])
+
+    def flush(self) -> None:
+        """Write the queued rows now."""
+        self.writer.flush()
 
     @staticmethod
     def write_for(events: tuple[AuditEvent, ...] | list[AuditEvent]) -> Write:
@@ -81,11 +97,13 @@ class AuditLog:
             query = query.where((audit_events.c.user == user) | (audit_events.c.platform_id == user))
         if kinds:
             query = query.where(audit_events.c.kind.in_(kinds))
+        self.writer.flush()  # what was queued is part of the log
         with self.engine.connect() as conn:
             rows = [dict(r._mapping) for r in conn.execute(query)]
         return list(reversed(rows))
 
     def prune(self, older_than_days: int) -> int:
         cutoff = datetime.now(UTC) - timedelta(days=older_than_days)
+        self.writer.flush()
         with transaction(self.engine) as conn:
             return conn.execute(delete(audit_events).where(audit_events.c.at < cutoff)).rowcount or 0

@@ -1,7 +1,9 @@
 """The core: one message in, at most one reply out, whatever the platform.
 
 adapter -> Message -> router -> access policy -> audit -> runner -> task -> Result
--> redaction -> Reply. Every step that decides something leaves an audit row first.
+-> redaction -> Reply. Every step that decides something leaves an audit row: committed
+before work that reaches a device or changes the bot's state, written behind (queued,
+flushed within half a second and on `stop`) when it describes work done or no work.
 """
 
 from __future__ import annotations
@@ -45,7 +47,8 @@ class Request:
     principal: Principal
     place: Place
     started: float
-    # Audit rows (and job rows) not yet written: flushed together, before any work starts.
+    # Audit rows (and job rows) not yet written: committed together before work starts,
+    # or queued behind it when the command is done.
     pending: list[AuditEvent] = field(default_factory=list)
     also: list[store.Write] = field(default_factory=list)
 
@@ -80,8 +83,15 @@ class Bot:
             await self.monitors.start(self.context.config.monitor)
 
     async def stop(self) -> None:
+        """Write every queued row (a clean stop loses none) and stop the monitor schedule."""
+        await self._flush_behind()  # first: the scheduler's job store disposes of the engine as it stops
         if self.monitors is not None:
             await self.monitors.stop()
+        await self._flush_behind()
+
+    async def _flush_behind(self) -> None:
+        for writer in {w.writer for w in (self.audit, self.jobs.store) if w is not None}:
+            await asyncio.to_thread(writer.flush)
 
     def add_notifier(self, platform: str, notifier: Notifier) -> None:
         """An adapter offers to post monitor alerts to rooms of its platform."""
@@ -98,7 +108,7 @@ class Bot:
         result = await self._serve(req, text)
         req.pending.append(req.event("result", outcome=f"{result.status.value}: {result.summary}",
                                      duration_ms=(time.monotonic() - req.started) * 1000))
-        await self._flush(req)
+        await self._flush(req, behind=True)
         mention = msg.sender.display_name if msg.sender.weak else None
         return Reply(room=msg.room, result=scrub(result), thread=msg.thread, in_reply_to=msg.message_id,
                      job_id=req.id, mention=mention)
@@ -107,7 +117,8 @@ class Bot:
         """Adapters call this when a reply could not be delivered."""
         req = Request(reply.job_id or secrets.token_hex(6), msg, self.policy.principal(msg.sender),
                       Place(msg.platform, msg.room, msg.direct), time.monotonic())
-        await self._audit(req.event("reply_failure", job_id=reply.job_id, outcome=error))
+        if self.audit is not None:
+            self.audit.defer(req.event("reply_failure", job_id=reply.job_id, outcome=error))
 
     async def _serve(self, req: Request, text: str) -> Result:
         try:
@@ -144,7 +155,7 @@ class Bot:
         for device, outcome in result.devices.items():
             req.pending.append(req.event("device", command=cmd.name, job_id=job.id, device=device, outcome=outcome))
         if self.jobs.store is not None:
-            req.also.append(JobStore.finish_for(job, f"{result.status.value}: {result.summary}"))
+            self.jobs.store.finished(job, f"{result.status.value}: {result.summary}")
         return result
 
     def progress_text(self, message_id: str | None) -> str:
@@ -157,15 +168,16 @@ class Bot:
             return f"queued (job {job.id}): {ahead} of your jobs ahead" if ahead else f"queued (job {job.id})"
         return f"working on it (job {job.id}, {job.progress()})…"
 
-    async def _audit(self, event: AuditEvent) -> None:
-        if self.audit is not None:
-            # SQLite commits block; keep them off the event loop.
-            await asyncio.to_thread(self.audit.record, event)
-
-    async def _flush(self, req: Request) -> None:
+    async def _flush(self, req: Request, *, behind: bool = False) -> None:
+        """Write the request's rows: committed now (off the loop: commits block), or
+        with `behind`, queued for the write-behind writer."""
         events, req.pending = req.pending, []
         also, req.also = req.also, []
-        if (events or also) and self.audit is not None:
+        if self.audit is None or not (events or also):
+            return
+        if behind and not also:
+            self.audit.defer(*events)
+        else:
             await asyncio.to_thread(self._commit, events, also)
 
     def _commit(self, events: list[AuditEvent], also: list[store.Write]) -> None:

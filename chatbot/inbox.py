@@ -9,6 +9,8 @@ bridges). From there every platform is decided the same way, here:
    channel, an age limit for what came while the bot was away), which logs why not;
 3. is it ours alone: claimed in the database before it runs, so a replayed batch, a
    redelivered envelope or a second event for the same message never runs it twice;
+   the claims that arrive together (a sync's batch, a burst of events) share one
+   transaction;
 4. answer it: in the background, with "working on it…" when it takes longer than the
    platform's `progress_after` and progress edits for a long job; a failed delivery is
    logged and audited, never raised into the adapter's event loop.
@@ -30,9 +32,10 @@ PROGRESS_EVERY = 10.0  # seconds between progress edits of a long job's acknowle
 
 
 class Claims(Protocol):
-    """What the inbox needs of the database: claim a message once (chatbot.state.ChatState)."""
+    """What the inbox needs of the database: claim messages once, several in one
+    transaction (chatbot.state.ChatState)."""
 
-    def take(self, platform: str, event_id: str) -> bool: ...
+    def take_many(self, platform: str, event_ids: list[str]) -> set[str]: ...
 
 
 class Inbox:
@@ -43,16 +46,29 @@ class Inbox:
         self.claims = claims
         self.platform = platform
         self._answers: set[asyncio.Task[None]] = set()
+        self._unclaimed: list[tuple[str, asyncio.Future[bool]]] = []  # waiting for the next claim batch
 
     def for_us(self, msg: Message) -> bool:
         return self.bot.router.command_text(msg.text, direct=msg.direct, mentioned=msg.mentions_bot) is not None
 
     async def claim(self, key: str) -> bool:
-        """Whether this process is the first to take on `key` (database I/O, off the loop)."""
-        if await asyncio.to_thread(self.claims.take, self.platform, key):
+        """Whether this process is the first to take on `key` (database I/O, off the
+        loop). Claims made before the loop next turns go in one transaction."""
+        loop = asyncio.get_running_loop()
+        won = loop.create_future()
+        if not self._unclaimed:
+            loop.call_soon(self._claim_batch)
+        self._unclaimed.append((key, won))
+        if await won:
             return True
         log.debug("%s: %s was taken on before", self.platform, key)
         return False
+
+    def _claim_batch(self) -> None:
+        batch, self._unclaimed = self._unclaimed, []
+        keys = [key for key, _ in batch]
+        taking = asyncio.get_running_loop().run_in_executor(None, self.claims.take_many, self.platform, keys)
+        taking.add_done_callback(lambda done: _settle(batch, done))
 
     async def take(self, msg: Message, *, key: str | None = None, admit: Callable[[], bool] | None = None) -> bool:
         """Whether `msg` is a command for us that this process alone now answers: for
@@ -81,6 +97,21 @@ class Inbox:
         """Let the answers in progress finish (an adapter stopping)."""
         while self._answers:
             await asyncio.gather(*self._answers, return_exceptions=True)
+
+
+def _settle(batch: list[tuple[str, asyncio.Future[bool]]], done: asyncio.Future[set[str]]) -> None:
+    """Tell each claimer of a batch whether it won; the database's error, if any, as if
+    it had claimed alone."""
+    err = done.exception()
+    taken = set() if err is not None else set(done.result())
+    for key, won in batch:
+        if won.done():  # a claimer that was cancelled waits no more
+            continue
+        if err is not None:
+            won.set_exception(err)
+        else:
+            won.set_result(key in taken)
+            taken.discard(key)  # the same key twice in one batch: only the first takes it
 
 
 async def answer_with_progress(

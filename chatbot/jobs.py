@@ -26,6 +26,7 @@ from sqlalchemy.engine import Engine
 from chatbot.control import CancelFlag
 from chatbot.results import Result, Status
 from chatbot.store import Write, jobs_table, prepare, transaction
+from chatbot.write_behind import writer_for
 
 
 class JobState(str, Enum):
@@ -85,12 +86,18 @@ class RateLimited(Exception):
 _INSERT_JOB = insert(jobs_table)
 _FINISH_JOB = (update(jobs_table).where(jobs_table.c.id == bindparam("job_id"))
                .values(state=bindparam("state"), finished=bindparam("finished"), outcome=bindparam("outcome")))
+# Only a queued row starts: the write-behind writer may run this after the job's finish
+# (statements of one batch commute), and then it must change nothing.
+_START_JOB = (update(jobs_table)
+              .where((jobs_table.c.id == bindparam("job_id")) & (jobs_table.c.state == JobState.QUEUED.value))
+              .values(state=JobState.RUNNING.value, started=bindparam("started")))
 
 
 class JobStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         prepare(engine)
+        self.writer = writer_for(engine)
         with transaction(engine) as conn:  # whatever ran when the bot stopped did not finish
             unfinished = jobs_table.c.state.in_([JobState.QUEUED.value, JobState.RUNNING.value])
             conn.execute(update(jobs_table).where(unfinished).values(state=JobState.INTERRUPTED.value))
@@ -114,11 +121,13 @@ class JobStore:
                              "outcome": outcome[:2000]}
 
     def started(self, job: Job) -> None:
-        """A queued job starts: the one write the bot does not batch."""
+        """A queued job starts: written behind (its request rows are on disk already)."""
         job.stored_state = JobState.RUNNING
-        with transaction(self.engine) as conn:
-            conn.execute(update(jobs_table).where(jobs_table.c.id == job.id)
-                         .values(state=JobState.RUNNING.value, started=datetime.now(UTC)))
+        self.writer.defer(_START_JOB, {"job_id": job.id, "started": datetime.now(UTC)})
+
+    def finished(self, job: Job, outcome: str) -> None:
+        """A job ends: written behind, after the work it describes."""
+        self.writer.defer(*self.finish_for(job, outcome))
 
 
 class JobRunner:
@@ -177,7 +186,7 @@ class JobRunner:
                 job.state = JobState.RUNNING
                 job.started = time.time()
             if self.store is not None and job.stored_state is not JobState.RUNNING:
-                await asyncio.to_thread(self.store.started, job)
+                self.store.started(job)  # queued, not written: no thread hop
             result = await self._until_cancelled(job, work(job))
             if job.cancelled:
                 return self._finish(job, JobState.CANCELLED, self._cancel_result(job))

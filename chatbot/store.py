@@ -239,7 +239,7 @@ _writer_locks: weakref.WeakKeyDictionary[Engine, threading.Lock] = weakref.WeakK
 _writer_locks_lock = threading.Lock()
 
 
-def _writer_lock(engine: Engine) -> Any:
+def writer_lock(engine: Engine) -> Any:
     if engine.dialect.name != "sqlite":
         return nullcontext()
     lock = _writer_locks.get(engine)
@@ -252,7 +252,7 @@ def _writer_lock(engine: Engine) -> Any:
 @contextmanager
 def transaction(engine: Engine) -> Iterator[Connection]:
     """One write transaction: commits when the block ends, rolls back if it raises."""
-    with _writer_lock(engine), engine.begin() as conn:
+    with writer_lock(engine), engine.begin() as conn:
         yield conn
 
 
@@ -261,9 +261,9 @@ Write = tuple[Any, Any]  # a statement and its parameters (a dict, or a list of 
 
 def write(engine: Engine, writes: Iterable[Write]) -> None:
     """Run prepared statements in one transaction: the audit rows and the job row of
-    one moment commit together (one commit, not two). Each statement is compiled once
+    one moment commit together (one commit, not two), on the connection the database's
+    write-behind writer holds (`chatbot.write_behind`). Each statement is compiled once
     and cached; its parameters come as data, which costs less than `.values(...)`."""
-    with transaction(engine) as conn:
-        for statement, params in writes:
-            if params != []:  # an empty executemany is an error, and nothing to do
-                conn.execute(statement, params)
+    from chatbot.write_behind import writer_for  # it imports this module
+
+    writer_for(engine).commit(writes)

@@ -179,6 +179,7 @@ path = "{REPO / 'inventory'}"
     bot = build_bot(load_config(config_path))
     asyncio.run(bot.handle(console_message("!devices group:core", direct=True)))
     asyncio.run(bot.handle(console_message("!frobnicate", direct=True)))
+    asyncio.run(bot.stop())  # outcomes are written behind; a clean stop writes them all
     assert main(["audit", "--config", str(config_path), "--json", "--since", "1h"]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [r["kind"] for r in rows] == ["request", "decision", "job", "result", "request", "decision", "result"]

@@ -113,6 +113,7 @@ def test_cancel_stops_running_and_queued_jobs(lab: Any, tmp_path: Path) -> None:
         asyncio.run(scenario())
     finally:
         lab.set_delay("r4", 0.01)
+    bot.audit.flush()  # outcomes are written behind the work
     with bot.audit.engine.connect() as conn:
         states = {r.state for r in conn.execute(select(jobs_table.c.state))}
     assert "cancelled" in states

@@ -672,14 +672,15 @@ def test_rate_limit_longer_than_the_command_timeout_is_reported_once(world: Worl
         wait_answered(world, me.bot, [marker])
         assert answers_by(world, me.bot, command) == []
         assert caplog.text.count("could not deliver the answer") == 1
-        engine = create_engine(f"sqlite:///{tmp_path}/bot.sqlite")
-        with engine.connect() as conn:
-            rows = conn.execute(text("select outcome from audit_events where kind = 'reply_failure'")).all()
-        engine.dispose()
-        assert len(rows) == 1 and "TooManyRequests" in rows[0][0]
     finally:
         fake.rate_limit(me.bot, None)
         thread.stop()
+    # A failed reply is audited behind the work: on disk once the bot has stopped.
+    engine = create_engine(f"sqlite:///{tmp_path}/bot.sqlite")
+    with engine.connect() as conn:
+        rows = conn.execute(text("select outcome from audit_events where kind = 'reply_failure'")).all()
+    engine.dispose()
+    assert len(rows) == 1 and "TooManyRequests" in rows[0][0]
 
 
 def test_proxy_json_content_type_with_charset(world: World, lab: Any, tmp_path: Path) -> None:

@@ -57,6 +57,9 @@ class _Claims:
         self.taken.append((platform, event_id))
         return True
 
+    def take_many(self, platform: str, event_ids: list[str]) -> set[str]:
+        return {event_id for event_id in event_ids if self.take(platform, event_id)}
+
 
 def _message(text: str, *, direct: bool = False, mentioned: bool = False, message_id: str = "m1") -> Message:
     return Message(platform="chat", room="room", sender=Identity.native("chat", "alice"), text=text,
@@ -188,3 +191,18 @@ def test_run_and_check_loop_over_one_platform_table() -> None:
     config = parse_config({"slack": slack, "matrix": {"homeserver": "http://127.0.0.1:1", "user_id": "@b:x"}})
     assert [p.name for p in configured(config)] == ["matrix", "slack"]
     assert configured(config)[1].load_config(config).tokens() == ("xapp-1", "xoxb-1")
+
+
+def test_a_claim_batch_the_database_refuses_fails_each_claimer() -> None:
+    from chatbot.inbox import Inbox
+
+    class Unwritable:
+        def take_many(self, platform: str, event_ids: list[str]) -> set[str]:
+            raise OSError("the disk is gone")
+
+    inbox = Inbox(sample_bot(), Unwritable(), "chat")
+
+    async def go() -> list[bool | BaseException]:
+        return list(await asyncio.gather(inbox.claim("a"), inbox.claim("b"), return_exceptions=True))
+
+    assert [type(outcome) for outcome in asyncio.run(go())] == [OSError, OSError]

@@ -79,6 +79,7 @@ def allowed(result: Result) -> bool:
 
 
 def rows(audit: AuditLog) -> list[dict]:  # type: ignore[type-arg]
+    audit.flush()  # rows of no work and outcomes are written behind
     with audit.engine.connect() as conn:
         return [dict(r._mapping) for r in conn.execute(select(audit_events).order_by(audit_events.c.id))]
 

@@ -1,7 +1,9 @@
 """The bot's database on SQLite and on a real PostgreSQL server: migrations (fresh, from
 a database the pre-migration code made, models and revisions in agreement), the unit of
 work that commits audit and job rows together, exactly-once claims across connections,
-and the whole bot (audit, jobs, monitors, APScheduler's store) on each backend."""
+the write-behind writer (what is on disk before the work, what follows it, a crash, a
+locked database), and the whole bot (audit, jobs, monitors, APScheduler's store) on each
+backend."""
 
 from __future__ import annotations
 
@@ -10,7 +12,9 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -242,6 +246,25 @@ def test_audit_and_job_rows_of_one_moment_commit_together(database_url: str,
         assert conn.execute(select(jobs_table.c.state, jobs_table.c.outcome)).one() == ("done", "ok: 1 device")
 
 
+def test_a_queued_job_start_written_behind_its_finish_changes_nothing(database_url: str,
+                                                                       engines: Callable[[str], Engine]) -> None:
+    """The write-behind writer may run a batch's statements in any order: a start that
+    lands after the finish must not make a finished job look running."""
+    engine = engines(database_url)
+    jobs, queued = JobStore(engine), job()
+    store.write(engine, [jobs.insert_for(queued, JobState.QUEUED)])
+    jobs.started(queued)
+    jobs.writer.flush()
+    with engine.connect() as conn:
+        assert conn.execute(select(jobs_table.c.state)).scalar() == "running"
+    queued.state = JobState.DONE
+    jobs.finished(queued, "ok: 1 device")
+    jobs.started(queued)  # a late start, in the same batch
+    jobs.writer.flush()
+    with engine.connect() as conn:
+        assert tuple(conn.execute(select(jobs_table.c.state, jobs_table.c.outcome)).one()) == ("done", "ok: 1 device")
+
+
 def test_jobs_that_ran_when_the_bot_stopped_are_interrupted(database_url: str,
                                                             engines: Callable[[str], Engine]) -> None:
     engine = engines(database_url)
@@ -271,6 +294,7 @@ def test_positions_survive_and_old_claims_are_forgotten(database_url: str,
     state.put("matrix:@bot:hs", "s1")
     state.put("matrix:@bot:hs", "s2")
     assert state.take("slack", "1700000000.000100") is True
+    state.flush()  # a clean stop writes the positions queued behind
     with state.engine.begin() as conn:
         conn.execute(insert(store.chat_taken_messages).values(
             platform="slack", message_id="old", at=datetime.now(UTC) - timedelta(days=10)))
@@ -442,3 +466,235 @@ def test_processes_starting_at_once_all_migrate(database_url: str, engines: Call
     failures = [err for _, err in (process.communicate(timeout=60) for process in starters) if err]
     assert failures == [] and [process.returncode for process in starters] == [0] * len(starters)
     assert revision(engines(url)) == store.head_revision()
+
+
+# --- write-behind: what must be on disk first, and what may follow -----------------------------
+
+def queued_bot(engine: Engine, *extra: Any) -> Any:
+    """A bot on SAMPLE_INVENTORY whose audit log and job table are `engine`'s, with the
+    commands in `extra` besides the built-ins and tasks/."""
+    from chatbot.access_config import build_policy
+    from chatbot.bot import Bot, all_permissions
+    from chatbot.jobs import JobRunner
+    from chatbot.plugins import load_registry
+    from chatbot.testing import sample_context
+
+    registry = load_registry()
+    for cmd in extra:
+        registry.add(cmd)
+    ctx = sample_context()
+    jobs = JobRunner(max_running_per_user=4, rate_per_minute=1000, store=JobStore(engine))
+    return Bot(registry, ctx, build_policy(ctx.config, all_permissions(registry), ctx.inventory),
+               AuditLog(engine), jobs)
+
+
+def read_back(engine: Engine) -> dict[str, Any]:
+    """What another process would see through `engine`: audit kinds, job states, positions."""
+    with engine.connect() as conn:
+        return {"kinds": [k for (k,) in conn.execute(select(audit_events.c.kind).order_by(audit_events.c.id))],
+                "jobs": [s for (s,) in conn.execute(select(jobs_table.c.state))],
+                "positions": dict(conn.execute(select(store.chat_positions.c.platform,
+                                                      store.chat_positions.c.position)).all())}
+
+
+def test_the_request_row_is_on_disk_before_the_task_starts(database_url: str,
+                                                           engines: Callable[[str], Engine]) -> None:
+    from chatbot.commands import Command
+    from chatbot.results import Result, Status
+    from chatbot.testing import message
+
+    seen: list[dict[str, Any]] = []
+    reader = engines(database_url)  # a second connection pool, as another process would have
+
+    def peek(ctx: Any) -> Result:  # the task: what a second connection sees as it starts
+        seen.append(read_back(reader))
+        return Result(Status.OK, "peeked")
+
+    bot = queued_bot(engines(database_url), Command(name="peek", summary="read the audit log", handler=peek))
+    reply = asyncio.run(bot.handle(message("!peek")))
+    assert reply is not None and reply.result.ok
+    assert seen == [{"kinds": ["request", "decision", "job"], "jobs": ["running"], "positions": {}}]
+
+
+def test_rows_written_behind_are_on_disk_after_a_clean_stop(database_url: str,
+                                                            engines: Callable[[str], Engine]) -> None:
+    from chatbot.testing import message
+    from chatbot.write_behind import writer_for
+
+    engine, reader = engines(database_url), engines(database_url)
+    bot = queued_bot(engine)
+    writer_for(engine).interval = 3600  # only the stop writes them
+    state = ChatState(engine)
+
+    async def life() -> None:
+        assert (await bot.handle(message("!devices core"))).result.ok  # a job
+        assert not (await bot.handle(message("!frobnicate"))).result.ok  # no work at all
+        state.put("matrix:@bot:hs", "s1")
+        state.put("matrix:@bot:hs", "s2")
+        assert state.get("matrix:@bot:hs") == "s2"  # its owner reads it back at once
+        before = read_back(reader)
+        assert before == {"kinds": ["request", "decision", "job"], "jobs": ["running"], "positions": {}}
+        await bot.stop()
+
+    asyncio.run(life())
+    after = read_back(reader)
+    assert sorted(after["kinds"]) == sorted(["request", "decision", "job", "result",  # the job
+                                             "request", "decision", "result"])  # the invalid command
+    assert after["jobs"] == ["done"] and after["positions"] == {"matrix:@bot:hs": "s2"}
+
+
+CRASH = """
+import asyncio, os, sys
+from chatbot.state import ChatState
+from chatbot.store import make_engine
+from chatbot.testing import message
+from chatbot.write_behind import writer_for
+from test_store import queued_bot
+
+engine = make_engine(sys.argv[1])
+writer_for(engine).interval = 3600
+state = ChatState(engine)
+bot = queued_bot(engine)
+state.put("matrix:@bot:hs", "s1")
+state.flush()  # a position written before
+assert state.take("matrix", "$claimed")
+state.put("matrix:@bot:hs", "s2")
+assert asyncio.run(bot.handle(message("!devices core"))).result.ok
+os._exit(0)  # a crash: no stop, no atexit
+"""
+
+
+def test_a_crash_loses_rows_written_behind_never_a_claim(database_url: str,
+                                                          engines: Callable[[str], Engine]) -> None:
+    tests = Path(__file__).resolve().parent
+    env = dict(os.environ, PYTHONPATH=f"{tests.parent}{os.pathsep}{tests}")
+    crashed = subprocess.run([sys.executable, "-c", CRASH, database_url], env=env, capture_output=True,
+                             text=True, timeout=120)
+    assert crashed.returncode == 0, crashed.stderr
+    reader = engines(database_url)
+    after = read_back(reader)
+    # The request rows and the job were committed before it ran; its outcome was queued.
+    assert after["kinds"] == ["request", "decision", "job"] and after["jobs"] == ["running"]
+    restarted = ChatState(engines(database_url))
+    assert restarted.get("matrix:@bot:hs") == "s1"  # the last position written: replayed from there
+    assert restarted.take("matrix", "$claimed") is False  # and the replay finds the claim
+    JobStore(engines(database_url))
+    assert read_back(reader)["jobs"] == ["interrupted"]
+
+
+EXIT_WITHOUT_STOP = """
+import sys
+from chatbot.audit import AuditEvent, AuditLog
+from chatbot.store import make_engine
+from chatbot.write_behind import writer_for
+
+engine = make_engine(sys.argv[1])
+writer_for(engine).interval = 3600
+AuditLog(engine).defer(AuditEvent("result", "r1", "alice", "@alice:hs", "matrix", "!ops:hs"))
+# the script ends without stopping anything: the exit hook writes the queue
+"""
+
+
+def test_rows_queued_at_a_normal_exit_are_written(database_url: str, engines: Callable[[str], Engine]) -> None:
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent))
+    done = subprocess.run([sys.executable, "-c", EXIT_WITHOUT_STOP, database_url], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0 and "write-behind" not in done.stderr, done.stderr
+    assert read_back(engines(database_url))["kinds"] == ["result"]
+
+
+def short_waiting_engine(url: str) -> Engine:
+    """An engine that gives up on a lock after 0.1 s rather than SQLite's 5 s (or
+    PostgreSQL's forever)."""
+    from sqlalchemy import create_engine
+
+    if url.startswith("sqlite"):
+        return create_engine(url, connect_args={"timeout": 0.1})
+    return create_engine(url, connect_args={"options": "-c lock_timeout=100"})
+
+
+@contextmanager
+def audit_table_locked(url: str, engines: Callable[[str], Engine]) -> Iterator[None]:
+    """Another connection holds the lock that writing the audit table needs."""
+    if url.startswith("sqlite"):
+        import sqlite3
+
+        locker = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None)
+        locker.execute("BEGIN EXCLUSIVE")
+        try:
+            yield
+        finally:
+            locker.execute("ROLLBACK")
+            locker.close()
+    else:
+        with engines(url).begin() as conn:
+            conn.execute(text("LOCK TABLE audit_events IN ACCESS EXCLUSIVE MODE"))
+            yield
+
+
+def test_the_writer_waits_out_a_locked_database_with_one_line(database_url: str, engines: Callable[[str], Engine],
+                                                               caplog: pytest.LogCaptureFixture) -> None:
+    from chatbot.write_behind import WriteBehind
+
+    reader = engines(database_url)
+    store.prepare(reader)
+    engine = short_waiting_engine(database_url)
+    writer = WriteBehind(engine, interval=0.05)
+    audit = AuditLog(engines(database_url))
+    rows = [AuditEvent("result", f"r{n}", "alice", "@alice:hs", "matrix", "!ops:hs") for n in range(3)]
+    with caplog.at_level("WARNING", logger="chatbot.write_behind"), audit_table_locked(database_url, engines):
+        writer.defer(*audit.write_for(rows))
+        writer.flush()
+        writer.flush()  # still locked: the rows wait, and the burst has its one line already
+        assert [r.getMessage().split(" (")[0] for r in caplog.records] == ["write-behind: 3 rows not written yet"]
+    deadline = time.monotonic() + 30
+    while len(read_back(reader)["kinds"]) < 3 and time.monotonic() < deadline:
+        time.sleep(0.02)  # the background thread retries on its own
+    assert read_back(reader)["kinds"] == ["result"] * 3
+    assert len(caplog.records) == 2 and "takes writes again" in caplog.records[1].getMessage()
+    writer.close()
+    engine.dispose()
+
+
+def test_a_row_the_database_refuses_is_dropped_with_a_line_and_the_rest_written(
+        database_url: str, engines: Callable[[str], Engine], caplog: pytest.LogCaptureFixture) -> None:
+    from chatbot.write_behind import WriteBehind
+
+    engine = reader = engines(database_url)
+    store.write(engine, [JobStore(engine).insert_for(job(), JobState.RUNNING)])
+    writer = WriteBehind(engine, interval=3600)
+    audit = AuditLog(engine)
+    writer.defer(*audit.write_for([AuditEvent("result", "r1", "alice", "@alice:hs", "matrix", "!ops:hs")]))
+    writer.defer(*JobStore.insert_for(job(), JobState.RUNNING))  # the same job id again
+    writer.defer(*audit.write_for([AuditEvent("result", "r2", "alice", "@alice:hs", "matrix", "!ops:hs")]))
+    with caplog.at_level("WARNING", logger="chatbot.write_behind"):
+        writer.flush()
+    assert read_back(reader)["kinds"] == ["result", "result"]
+    assert [r.levelname for r in caplog.records] == ["ERROR"]
+    assert "a row for jobs was refused and is dropped (IntegrityError" in caplog.records[0].getMessage()
+    writer.close()
+
+
+def test_claims_that_arrive_together_share_one_transaction(database_url: str,
+                                                           engines: Callable[[str], Engine]) -> None:
+    from chatbot.inbox import Inbox
+    from chatbot.testing import sample_bot
+
+    state = ChatState(engines(database_url))
+    assert state.take("matrix", "$before")
+    batches: list[list[str]] = []
+    take_many = state.take_many
+
+    def counted(platform: str, keys: list[str]) -> set[str]:
+        batches.append(list(keys))
+        return take_many(platform, keys)
+
+    state.take_many = counted  # type: ignore[method-assign]
+    inbox = Inbox(sample_bot(), state, "matrix")
+
+    async def burst() -> list[bool]:
+        return list(await asyncio.gather(*(inbox.claim(k) for k in ["$a", "$b", "$before", "$a"])))
+
+    assert asyncio.run(burst()) == [True, True, False, False]
+    assert batches == [["$a", "$b", "$before", "$a"]]
+    assert ChatState(engines(database_url)).take_many("matrix", ["$a", "$b", "$c"]) == {"$c"}
