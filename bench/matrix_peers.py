@@ -33,7 +33,6 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
@@ -253,10 +252,21 @@ def report(bare: BotProcess, product: BotProcess, rounds: int) -> None:
           f"{verdict(rtt_ratio <= CPU_RATIO_TARGET)}")
 
 
+def stop(*bots: BotProcess) -> None:
+    for bot in bots:
+        if bot.proc is not None and bot.proc.poll() is None:
+            bot.proc.send_signal(signal.SIGINT)
+            try:
+                bot.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                bot.proc.kill()
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--rounds", type=int, default=30)
     p.add_argument("--encrypted", action="store_true", help="also time the product in an encrypted room")
+    p.add_argument("--profile", type=Path, help="run the product under cProfile, writing its stats here")
     p.add_argument("--keep", action="store_true", help="keep the work folder (bot logs) and print its path")
     args = p.parse_args()
     work = Path(tempfile.mkdtemp(prefix="netbot-peers-"))
@@ -268,15 +278,13 @@ def main() -> None:
                 hs.register(name, PASSWORD)
             bare.argv = [sys.executable, str(REPO / "bench" / "echo_bot.py"), hs.base_url, bare.user_id, PASSWORD]
             product.argv = [sys.executable, "-m", "chatbot", "run", "--config", str(product_config(work, hs))]
-            asyncio.run(measure(hs, [bare, product], work, args.rounds, args.encrypted))
+            if args.profile:
+                product.argv[1:1] = ["-m", "cProfile", "-o", str(args.profile)]
+            try:
+                asyncio.run(measure(hs, [bare, product], work, args.rounds, args.encrypted))
+            finally:
+                stop(bare, product)  # before the homeserver, or they log connection errors
     finally:
-        for bot in (bare, product):
-            if bot.proc is not None and bot.proc.poll() is None:
-                bot.proc.send_signal(signal.SIGINT)
-                try:
-                    bot.proc.wait(20)
-                except subprocess.TimeoutExpired:
-                    bot.proc.kill()
         if args.keep:
             print(f"work folder: {work}")
         else:
