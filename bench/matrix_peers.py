@@ -87,6 +87,8 @@ class Person:
 
     def __init__(self, hs: SynapseServer, store: Path | None) -> None:
         config = AsyncClientConfig(store_sync_tokens=False, encryption_enabled=store is not None)
+        if store is not None:
+            store.mkdir(parents=True, exist_ok=True)
         self.client = AsyncClient(hs.base_url, "@human:localhost", store_path=str(store or ""), config=config)
         self.replied: dict[str, float] = {}  # event id answered -> when the answer was seen
 
