@@ -49,6 +49,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from adapters.bridges import BridgeResolver
 from adapters.common import Reconnector
+from adapters.matrix_store import KeyStore
 from chatbot.bot import Bot
 from chatbot.config import ConfigError
 from chatbot.errors import UserError
@@ -99,6 +100,16 @@ def load_matrix_config(raw: dict[str, Any]) -> MatrixConfig:
     return cfg
 
 
+def new_client(cfg: MatrixConfig) -> AsyncClient:
+    """The bot's nio client: encryption on, its keys in `store_dir` (a `KeyStore`, which
+    touches the database only when keys or encrypted rooms change, not on every sync)."""
+    return AsyncClient(
+        cfg.homeserver, cfg.user_id, store_path=str(cfg.store_dir),
+        config=AsyncClientConfig(store_sync_tokens=False, encryption_enabled=True, store=KeyStore,
+                                 max_timeouts=1, request_timeout=cfg.sync_timeout + 30),
+    )
+
+
 @dataclass
 class Incoming:
     room_id: str
@@ -119,11 +130,7 @@ class MatrixAdapter:
         self.position_key = f"{PLATFORM}:{cfg.user_id}"
         cfg.store_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(cfg.store_dir, 0o700)  # encryption keys and the access token live here
-        self.client = AsyncClient(
-            cfg.homeserver, cfg.user_id, store_path=str(cfg.store_dir),
-            config=AsyncClientConfig(store_sync_tokens=False, encryption_enabled=True,
-                                     max_timeouts=1, request_timeout=cfg.sync_timeout + 30),
-        )
+        self.client = new_client(cfg)
         self.inbox = Inbox(bot, state, PLATFORM)
         self._connection = Reconnector(PLATFORM, log, FatalMatrixError)
         self._position: str | None = None  # the sync token, as stored
