@@ -314,6 +314,7 @@ def prepare_asyncssh(devices: int, workers: int, password: str, enable: str, tra
     import asyncssh
 
     targets = list(hosts(devices).values())
+    trusted = asyncssh.read_known_hosts(str(known_hosts))  # parsed once, not per connection
     user_prompt, privileged_prompt = re.compile(rb"\S+>\s*$"), re.compile(rb"\S+#\s*$")
 
     async def read_until(stdout: asyncssh.SSHReader[bytes], done: Any) -> bytes:
@@ -327,7 +328,7 @@ def prepare_asyncssh(devices: int, workers: int, password: str, enable: str, tra
 
     async def one(target: dict[str, Any]) -> str:
         async with asyncssh.connect(target["hostname"], target["port"], username="admin", password=password,
-                                    known_hosts=str(known_hosts)) as conn:
+                                    known_hosts=trusted) as conn:
             stdin, stdout, _ = await conn.open_session(term_type="vt100", encoding=None)
             await read_until(stdout, user_prompt.search)
             stdin.write(b"enable\n")

@@ -21,7 +21,7 @@ from chatbot.limits import DeviceGate
 from chatbot.monitoring import MonitorService
 from chatbot.plugins import load_check_kinds, load_registry
 from chatbot.secrets import resolve_secret
-from chatbot.ssh_transport import scrapli_transport_extras
+from chatbot.ssh_transport import AlgorithmPreference, UnknownAlgorithm, scrapli_transport_extras
 from chatbot.store import make_engine
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,11 @@ def scrapli_defaults(config: Config, policy: HostKeyPolicy | None = None) -> dic
     }
     if inventory.transport == "ssh2":
         # libssh2 through our transport, which checks host keys as OpenSSH does (chatbot/ssh_transport.py).
-        extras.update(scrapli_transport_extras(policy))
+        algorithms = AlgorithmPreference(tuple(inventory.kex_algorithms), tuple(inventory.ciphers))
+        try:
+            extras.update(scrapli_transport_extras(policy, limits.operation_timeout, algorithms))
+        except UnknownAlgorithm as exc:
+            raise UserError(str(exc)) from None
     else:  # another scrapli transport checks keys itself; it knows "strict" and "off" only
         extras["transport"] = inventory.transport
         extras["auth_strict_key"] = policy.mode is HostKeyMode.STRICT

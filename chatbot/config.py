@@ -75,6 +75,12 @@ class InventoryConfig(SecretSection):
     known_hosts: Path | None = None  # default: the user's ~/.ssh/known_hosts
     # Deprecated alias of host_keys (true = "strict", false = "off"), still honoured.
     strict_host_keys: bool | None = None
+    # SSH algorithms offered first (transport "ssh2"), cheapest first for the bot and the
+    # device; every other algorithm libssh2 knows is still offered after these.
+    kex_algorithms: list[str] = Field(default_factory=lambda: ["curve25519-sha256", "curve25519-sha256@libssh.org",
+                                                               "ecdh-sha2-nistp256"])
+    ciphers: list[str] = Field(default_factory=lambda: ["aes128-gcm@openssh.com", "aes256-gcm@openssh.com",
+                                                        "aes128-ctr", "aes256-ctr"])
 
     @model_validator(mode="after")
     def _host_key_settings(self) -> InventoryConfig:
