@@ -7,10 +7,15 @@ Paths:
            the bot's transport (chatbot.ssh_transport: in-process libssh2, host keys checked
            strictly against the lab's known-hosts file), one session per device, each
            closed as soon as its output is read.
+- bot-old: the same, with the code of another checkout (--old-code DIR), for a before and
+           after in one run against the same lab.
 - asyncssh: the lightest peer, a plain asyncio + asyncssh client written by hand: the same
            strict host-key check, an interactive shell, `enable`, the command, read up to
            the prompt, close; at most --workers sessions at once. The lab does not page,
-           so it sends nothing else.
+           so it sends nothing else. asyncssh's defaults otherwise (chacha20-poly1305,
+           keyboard-interactive before password).
+- asyncssh-tuned: the same client offering the bot's cheap algorithms first and logging
+           in by password: the floor, for the record.
 - scrapli: plain Nornir + nornir-scrapli on its default transport (`system`: one OpenSSH
            process per device), the naive way: `nr.run(task=send_command, ...)`, then
            `nr.close_connections()` once at the end.
@@ -58,11 +63,14 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+# The netbot code a run imports: this checkout, or (path "bot-old", --old-code DIR)
+# another one, such as the commit before a change, measured in the same run.
+OLD_CODE_ENV = "NETBOT_FANOUT_CODE"
+sys.path.insert(0, os.environ.get(OLD_CODE_ENV) or str(REPO))
 
 PORT = 2299
 COMMAND = "show running-config"
-PATHS = ("bot", "asyncssh", "scrapli", "netmiko")
+PATHS = ("bot", "bot-old", "asyncssh", "asyncssh-tuned", "scrapli", "netmiko")
 TARGET_CPU_PER_DEVICE = 0.015
 TARGET_PEAK_MB_AT_1000 = 150.0
 # The bot's path against the plain asyncssh client, same lab, same run.
@@ -305,9 +313,10 @@ def _count_failures(result: Any) -> tuple[int, str]:
 
 
 def prepare_asyncssh(devices: int, workers: int, password: str, enable: str, transport: str,
-                     known_hosts: Path):  # type: ignore[no-untyped-def]
+                     known_hosts: Path, tuned: bool = False):  # type: ignore[no-untyped-def]
     """The lightest peer: asyncio + asyncssh by hand, what it takes to read a running
-    config from an IOS device and no more."""
+    config from an IOS device and no more. `tuned`: with the bot's cheap algorithms
+    and password authentication (asyncssh tries keyboard-interactive first)."""
     import asyncio
     import re
 
@@ -316,6 +325,12 @@ def prepare_asyncssh(devices: int, workers: int, password: str, enable: str, tra
     targets = list(hosts(devices).values())
     trusted = asyncssh.read_known_hosts(str(known_hosts))  # parsed once, not per connection
     user_prompt, privileged_prompt = re.compile(rb"\S+>\s*$"), re.compile(rb"\S+#\s*$")
+    options: dict[str, Any] = {}
+    if tuned:
+        from chatbot.ssh_transport import DEFAULT_CIPHERS, DEFAULT_KEX
+
+        options = {"kex_algs": list(DEFAULT_KEX), "encryption_algs": list(DEFAULT_CIPHERS),
+                   "preferred_auth": "password"}
 
     async def read_until(stdout: asyncssh.SSHReader[bytes], done: Any) -> bytes:
         buf = b""
@@ -328,7 +343,7 @@ def prepare_asyncssh(devices: int, workers: int, password: str, enable: str, tra
 
     async def one(target: dict[str, Any]) -> str:
         async with asyncssh.connect(target["hostname"], target["port"], username="admin", password=password,
-                                    known_hosts=trusted) as conn:
+                                    known_hosts=trusted, **options) as conn:
             stdin, stdout, _ = await conn.open_session(term_type="vt100", encoding=None)
             await read_until(stdout, user_prompt.search)
             stdin.write(b"enable\n")
@@ -357,6 +372,11 @@ def prepare_asyncssh(devices: int, workers: int, password: str, enable: str, tra
         return asyncio.run(fan_out())
 
     return run
+
+
+def prepare_asyncssh_tuned(devices: int, workers: int, password: str, enable: str, transport: str,
+                           known_hosts: Path):  # type: ignore[no-untyped-def]
+    return prepare_asyncssh(devices, workers, password, enable, transport, known_hosts, tuned=True)
 
 
 def prepare_scrapli(devices: int, workers: int, password: str, enable: str, transport: str,
@@ -389,7 +409,8 @@ def prepare_netmiko(devices: int, workers: int, password: str, enable: str, tran
     return run
 
 
-PREPARE = {"bot": prepare_bot, "asyncssh": prepare_asyncssh, "scrapli": prepare_scrapli,
+PREPARE = {"bot": prepare_bot, "bot-old": prepare_bot, "asyncssh": prepare_asyncssh,
+           "asyncssh-tuned": prepare_asyncssh_tuned, "scrapli": prepare_scrapli,
            "netmiko": prepare_netmiko}
 
 
@@ -413,7 +434,8 @@ def run_once(path: str, devices: int, workers: int, transport: str, labdir: Path
 # --- driving it ---------------------------------------------------------------------------------
 
 def label(path: str, transport: str) -> str:
-    return {"bot": f"bot ({transport})", "asyncssh": "asyncio + asyncssh", "scrapli": "nornir-scrapli (system)",
+    return {"bot": f"bot ({transport})", "bot-old": "bot, --old-code", "asyncssh": "asyncio + asyncssh",
+            "asyncssh-tuned": "asyncssh, cheap algs", "scrapli": "nornir-scrapli (system)",
             "netmiko": "nornir-netmiko"}[path]
 
 
@@ -441,8 +463,13 @@ def measured_run(path: str, n: int, args: argparse.Namespace, labdir: Path, lab_
 def spawn(path: str, n: int, args: argparse.Namespace, labdir: Path) -> dict[str, Any]:
     cmd = [sys.executable, __file__, "--one", path, str(n), str(args.workers), args.transport, str(labdir),
            str(args.sample)]
+    env = dict(os.environ)
+    env.pop(OLD_CODE_ENV, None)
+    if path == "bot-old":
+        env[OLD_CODE_ENV] = str(args.old_code)
     # A session of its own, so the kill below takes its ssh children too.
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            env=env)
     try:
         out, err = proc.communicate(timeout=args.run_timeout)
     except subprocess.TimeoutExpired:
@@ -474,14 +501,19 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--devices", type=int, nargs="+", default=[50, 200, 500, 1000])
     p.add_argument("--delay", type=float, default=0.2, help="device delay per command, seconds")
-    p.add_argument("--paths", nargs="+", choices=PATHS, default=list(PATHS))
+    p.add_argument("--paths", nargs="+", choices=PATHS, default=[p for p in PATHS if p != "bot-old"])
     p.add_argument("--transport", default="ssh2",
                    help="the bot path's [inventory] transport (the bot's default: ssh2, its own libssh2 transport)")
     p.add_argument("--workers", type=int, default=100, help="Nornir worker threads, every path")
     p.add_argument("--sample", type=float, default=0.1, help="memory sampling interval, seconds")
     p.add_argument("--run-timeout", type=float, default=900, help="kill one run after this many seconds")
+    p.add_argument("--old-code", type=Path, metavar="DIR",
+                   help='another checkout of netbot (e.g. `git worktree add DIR <commit>`): path "bot-old" runs '
+                        "the bot's path with that code, against the same lab, in the same run")
     args = p.parse_args()
     paths = list(args.paths)
+    if "bot-old" in paths and not (args.old_code and (args.old_code / "chatbot" / "device_work.py").is_file()):
+        p.error('path "bot-old" needs --old-code DIR, a checkout of netbot')
     if "netmiko" in paths and not netmiko_installed():
         print("nornir-netmiko is not installed: skipping that baseline (pip install nornir-netmiko)")
         paths.remove("netmiko")
@@ -508,11 +540,13 @@ def main() -> None:
 def verdict(results: list[dict[str, Any]], transport: str) -> None:
     print("targets for the bot's path:")
     peers = {r["devices"]: r for r in results if r["path"] == "asyncssh" and "error" not in r}
+    tuned_peers = {r["devices"]: r for r in results if r["path"] == "asyncssh-tuned" and "error" not in r}
     for r in results:
-        if r["path"] != "bot":
+        if r["path"] not in ("bot", "bot-old"):
             continue
+        who = "" if r["path"] == "bot" else " (old code)"
         if "error" in r:
-            print(f"  {r['devices']:5} devices: {r['error']}")
+            print(f"  {r['devices']:5} devices{who}: {r['error']}")
             continue
         checks = [f"cpu/device {r['cpu_per_device']:.4f} s "
                   f"{'<=' if r['cpu_per_device'] <= TARGET_CPU_PER_DEVICE else 'MISSES'} {TARGET_CPU_PER_DEVICE}",
@@ -523,10 +557,15 @@ def verdict(results: list[dict[str, Any]], transport: str) -> None:
                                       ("device cpu", "lab_cpu_per_session", TARGET_DEVICE_CPU_RATIO)):
                 ratio = r[key] / peer[key] if peer[key] > 0 else float("inf")
                 checks.append(f"{what} bot/asyncssh {ratio:.2f}x {'<=' if ratio <= target else 'MISSES'} {target}x")
+        tuned = tuned_peers.get(r["devices"])
+        if tuned is not None:  # no target: the floor, for the record
+            checks.append("bot/asyncssh-tuned client {:.2f}x, device {:.2f}x".format(
+                *(r[key] / tuned[key] if tuned[key] > 0 else float("inf")
+                  for key in ("cpu_per_device", "lab_cpu_per_session"))))
         if r["devices"] >= 1000:
             verdict = "<=" if r["peak_mb"] <= TARGET_PEAK_MB_AT_1000 else "MISSES"
             checks.append(f"peak {r['peak_mb']:.0f} MB {verdict} {TARGET_PEAK_MB_AT_1000:.0f} MB")
-        print(f"  {r['devices']:5} devices: " + "; ".join(checks))
+        print(f"  {r['devices']:5} devices{who}: " + "; ".join(checks))
 
 
 if __name__ == "__main__":
