@@ -8,7 +8,8 @@ device pays for (measured on the lab: 1.6x the device CPU of a plain asyncssh cl
 
 The bot's sessions run one command and close, so here each step is one line written
 whole (text and return in one write) and read up to the next prompt:
-- the prompt the device prints at login is read, not asked for;
+- the prompt the device prints at login is read, not asked for (the system and telnet
+  transports read it while logging in: for them a return asks for it once);
 - `enable` (and the secret) only when the login landed at user level (`>`), since IOS
   refuses `show running-config` and most of the bot's commands below privilege 15;
 - `terminal length 0`, because IOS pages at 24 lines ("--More--") otherwise;
@@ -47,6 +48,8 @@ def open_for_show(conn: Any) -> None:
     registers a connection whose open raised, so nobody else would close it)."""
     try:
         levels = conn.privilege_levels
+        if _login_read_by_scrapli(conn):
+            conn.channel.send_return()  # the prompt is gone: ask for it once
         tail = _read_until(conn, (levels["exec"].pattern, levels["privilege_exec"].pattern))
         if _matches(levels["exec"].pattern, tail):
             _enable(conn)
@@ -78,6 +81,12 @@ def command_output(raw: bytes, prompt_pattern: str) -> bytes:
     if lines and re.search(prompt_pattern.encode(), lines[-1], _FLAGS):
         lines.pop()
     return b"\n".join(lines).strip(b"\n").rstrip()
+
+
+def _login_read_by_scrapli(conn: Any) -> bool:
+    """The system and telnet transports log in inside the channel (scrapli's
+    Driver.open), reading up to the first prompt themselves; ssh2 logs in below it."""
+    return not conn.auth_bypass and (conn.transport_name == "system" or "telnet" in conn.transport_name)
 
 
 def _enable(conn: Any) -> None:

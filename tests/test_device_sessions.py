@@ -35,14 +35,26 @@ def test_a_show_session_types_only_what_the_show_needs(lab: Lab) -> None:
     """enable (the lab logs in at user level), terminal length 0 (IOS pages otherwise),
     the command. No bare return to find a prompt, no terminal width, no exit."""
     stats = lab.devices["r10"].stats
-    empty_before, seen_before = stats.empty_lines, len(stats.recent_commands)
+    empty_before, commands_before = stats.empty_lines, stats.commands
     [out] = run_on_devices(lab_context(lab), ["r10"], "show running-config")
     assert out.ok, out.error
     assert out.output.startswith("Building configuration...") and "hostname r10" in out.output
     assert out.output.rstrip().endswith("end"), out.output[-80:]  # the prompt is not part of it
-    typed = list(stats.recent_commands)[seen_before:]
-    assert typed == ["enable", "terminal length 0", "show running-config"]
+    assert stats.commands - commands_before == 3
+    assert list(stats.recent_commands)[-3:] == ["enable", "terminal length 0", "show running-config"]
     assert stats.empty_lines == empty_before
+
+
+def test_the_lean_session_on_the_system_transport(lab: Lab) -> None:
+    """OpenSSH's client logs in inside the channel and reads the login prompt itself:
+    the session asks for the prompt once rather than wait for one already read."""
+    stats = lab.devices["r10"].stats
+    commands_before = stats.commands
+    [out] = run_on_devices(lab_context(lab, {"lab": True, "transport": "system"}), ["r10"], "show version")
+    assert out.ok, out.error
+    assert "Cisco IOS XE Software" in out.output
+    assert stats.commands - commands_before == 3
+    assert list(stats.recent_commands)[-3:] == ["enable", "terminal length 0", "show version"]
 
 
 def test_the_output_is_what_the_device_printed_for_the_command() -> None:
