@@ -327,7 +327,7 @@ def prepare_asyncssh(devices: int, workers: int, password: str, enable: str, tra
     user_prompt, privileged_prompt = re.compile(rb"\S+>\s*$"), re.compile(rb"\S+#\s*$")
     options: dict[str, Any] = {}
     if tuned:
-        from chatbot.ssh_transport import DEFAULT_CIPHERS, DEFAULT_KEX
+        from chatbot.config import DEFAULT_CIPHERS, DEFAULT_KEX
 
         options = {"kex_algs": list(DEFAULT_KEX), "encryption_algs": list(DEFAULT_CIPHERS),
                    "preferred_auth": "password"}

@@ -53,18 +53,13 @@ from ssh2.session import (
     Session,
 )
 
+from chatbot.config import DEFAULT_CIPHERS, DEFAULT_KEX
 from chatbot.hostkeys import HostKeyMode, HostKeyPolicy, preferred_algorithms, verify_host_key
 
 TRANSPORT_NAME = "netbot"
 __all__ = ["AlgorithmPreference", "NetbotTransport", "PluginTransportArgs", "TRANSPORT_NAME", "scan_host_key",
            "watching_sockets"]
 
-# Cheapest first for both ends: curve25519 is the cheapest key exchange (one X25519 each),
-# ECDH P-256 next (what IOS-XE offers without curve25519); AES-GCM is one call a packet
-# (AES-NI in libssh2's OpenSSL, one AEAD call in a Python device), AES-CTR + HMAC next
-# (all IOS releases with SSHv2). Anything else libssh2 knows follows these.
-DEFAULT_KEX = ("curve25519-sha256", "curve25519-sha256@libssh.org", "ecdh-sha2-nistp256")
-DEFAULT_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "aes128-ctr", "aes256-ctr")
 
 
 class CannotResolve(ScrapliConnectionNotOpened):
