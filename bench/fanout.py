@@ -68,7 +68,7 @@ REPO = Path(__file__).resolve().parent.parent
 OLD_CODE_ENV = "NETBOT_FANOUT_CODE"
 sys.path.insert(0, os.environ.get(OLD_CODE_ENV) or str(REPO))
 
-PORT = 2299
+PORT = 2299  # --port: the lab's devices all listen on it, each on its own 127.0.x.y
 COMMAND = "show running-config"
 PATHS = ("bot", "bot-old", "asyncssh", "asyncssh-tuned", "scrapli", "netmiko")
 TARGET_CPU_PER_DEVICE = 0.015
@@ -462,7 +462,7 @@ def measured_run(path: str, n: int, args: argparse.Namespace, labdir: Path, lab_
 
 def spawn(path: str, n: int, args: argparse.Namespace, labdir: Path) -> dict[str, Any]:
     cmd = [sys.executable, __file__, "--one", path, str(n), str(args.workers), args.transport, str(labdir),
-           str(args.sample)]
+           str(args.sample), str(PORT)]
     env = dict(os.environ)
     env.pop(OLD_CODE_ENV, None)
     if path == "bot-old":
@@ -496,6 +496,7 @@ def netmiko_installed() -> bool:
 
 
 def main() -> None:
+    global PORT
     # `timeout` and CI send SIGTERM: unwind, so the lab and the current run are stopped.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -510,7 +511,9 @@ def main() -> None:
     p.add_argument("--old-code", type=Path, metavar="DIR",
                    help='another checkout of netbot (e.g. `git worktree add DIR <commit>`): path "bot-old" runs '
                         "the bot's path with that code, against the same lab, in the same run")
+    p.add_argument("--port", type=int, default=2299, help="the lab's SSH port (another run may hold the default)")
     args = p.parse_args()
+    PORT = args.port
     paths = list(args.paths)
     if "bot-old" in paths and not (args.old_code and (args.old_code / "chatbot" / "device_work.py").is_file()):
         p.error('path "bot-old" needs --old-code DIR, a checkout of netbot')
@@ -569,8 +572,9 @@ def verdict(results: list[dict[str, Any]], transport: str) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 8 and sys.argv[1] == "--one":
-        _, _, path, n, workers, transport, labdir, interval = sys.argv
+    if len(sys.argv) == 9 and sys.argv[1] == "--one":
+        _, _, path, n, workers, transport, labdir, interval, port = sys.argv
+        PORT = int(port)
         result = run_once(path, int(n), int(workers), transport, Path(labdir), float(interval))
         print("RESULT " + json.dumps(result), flush=True)
     else:
