@@ -15,7 +15,7 @@ whole (text and return in one write) and read up to the next prompt:
 - `terminal length 0`, because IOS pages at 24 lines ("--More--") otherwise;
 - no `terminal width`: IOS wraps nothing of a command's output at the terminal width, it
   only scrolls the echo of an input line longer than the width ("$"), and this session
-  never matches the echo: it drops the line up to the first newline;
+  never waits for the echo: it drops the echoed line from the output afterwards;
 - no `exit` on close: closing the SSH channel ends the vty session (device_work).
 
 Platforms other than IOS-XE keep scrapli's own driver (their setup differs per OS).
@@ -68,19 +68,28 @@ def send_show(conn: Any, command: str) -> Response:
                         genie_platform=conn.genie_platform, failed_when_contains=conn.failed_when_contains)
     _write_line(conn, command)
     raw = _read_until(conn, (conn.comms_prompt_pattern,), keep=True)
-    response.record_response(command_output(raw, conn.comms_prompt_pattern))
+    response.record_response(command_output(raw, command, conn.comms_prompt_pattern))
     return response
 
 
-def command_output(raw: bytes, prompt_pattern: str) -> bytes:
-    """What the device printed for a command: without the echo of the line typed (up to
-    the first newline) nor the prompt after it, each line right-trimmed, as scrapli's
-    send_command returns it."""
-    _, _, text = raw.partition(b"\n")
+def command_output(raw: bytes, command: str, prompt_pattern: str) -> bytes:
+    """What the device printed for a command: without the echo of the line typed nor the
+    prompt after it, each line right-trimmed, as scrapli's send_command returns it."""
+    echo, _, text = raw.partition(b"\n")
+    if not _is_echo(echo, command):  # a device that does not echo: its first line is output
+        text = raw
     lines = [line.rstrip() for line in text.split(b"\n")]
     if lines and re.search(prompt_pattern.encode(), lines[-1], _FLAGS):
         lines.pop()
     return b"\n".join(lines).strip(b"\n").rstrip()
+
+
+def _is_echo(line: bytes, command: str) -> bool:
+    """Whether `line` is the device's echo of `command`. IOS scrolls the echo of a line
+    wider than the terminal ("$" and backspaces), but its end is always shown."""
+    squashed = b"".join(line.replace(b"\x08", b"").split())
+    typed = b"".join(command.encode().split())
+    return squashed.endswith(typed[-16:])
 
 
 def _login_read_by_scrapli(conn: Any) -> bool:

@@ -59,9 +59,15 @@ def test_the_lean_session_on_the_system_transport(lab: Lab) -> None:
 
 def test_the_output_is_what_the_device_printed_for_the_command() -> None:
     prompt = r"(^[\w.\-@/:]{1,63}>\s*$)|(^[\w.\-@/:]{1,63}#\s*$)"
-    raw = b"show clock   $\x08\x08long echo\nline one  \n\nline three\nr1#"
-    assert command_output(raw, prompt) == b"line one\n\nline three"
-    assert command_output(b"show clock\nr1#", prompt) == b""
+    assert command_output(b"show clock\n*10:01:02.003 UTC Fri Dec 4 2026  \n\nr1#", "show clock", prompt) == (
+        b"*10:01:02.003 UTC Fri Dec 4 2026")
+    assert command_output(b"show clock\nr1#", "show clock", prompt) == b""
+    # IOS scrolls the echo of a line wider than the terminal; its end is always shown.
+    scrolled = b"$brief | include GigabitEthernet1|Loopback0\nGigabitEthernet1 up\nr1#"
+    assert command_output(scrolled, "show ip interface brief | include GigabitEthernet1|Loopback0", prompt) == (
+        b"GigabitEthernet1 up")
+    # A device that echoes nothing loses no line of its output.
+    assert command_output(b"line one\nline two\nr1#", "show clock", prompt) == b"line one\nline two"
 
 
 def test_a_rejected_command_still_fails_as_the_device_said(lab: Lab) -> None:
