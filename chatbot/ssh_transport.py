@@ -61,7 +61,6 @@ __all__ = ["AlgorithmPreference", "NetbotTransport", "PluginTransportArgs", "TRA
            "watching_sockets"]
 
 
-
 class CannotResolve(ScrapliConnectionNotOpened):
     """The device's host name does not resolve."""
 
