@@ -25,9 +25,9 @@ The operation timeout is the transport's (chatbot/ssh_transport.py): no thread p
 from __future__ import annotations
 
 import re
-from typing import Any
 
 from nornir_scrapli.connection import PLATFORM_MAP
+from scrapli.driver import NetworkDriver
 from scrapli.exceptions import ScrapliPrivilegeError
 from scrapli.response import Response
 
@@ -42,7 +42,7 @@ def is_lean_platform(platform: str | None) -> bool:
     return bool(platform) and PLATFORM_MAP.get(platform or "", platform) == LEAN_PLATFORM
 
 
-def open_for_show(conn: Any) -> None:
+def open_for_show(conn: NetworkDriver) -> None:
     """scrapli `on_open` for the bot's IOS sessions: privileged if need be, no paging.
     A failed open closes the transport (scrapli would leave it open: Nornir never
     registers a connection whose open raised, so nobody else would close it)."""
@@ -61,7 +61,7 @@ def open_for_show(conn: Any) -> None:
         raise
 
 
-def send_show(conn: Any, command: str) -> Response:
+def send_show(conn: NetworkDriver, command: str) -> Response:
     """Run one command (already validated) and return scrapli's Response for it, so that
     `failed` (IOS's "% Invalid input" and the like) and TextFSM parsing work as usual."""
     response = Response(host=conn.host, channel_input=command, textfsm_platform=conn.textfsm_platform,
@@ -92,13 +92,13 @@ def _is_echo(line: bytes, command: str) -> bool:
     return squashed.endswith(typed[-16:])
 
 
-def _login_read_by_scrapli(conn: Any) -> bool:
+def _login_read_by_scrapli(conn: NetworkDriver) -> bool:
     """The system and telnet transports log in inside the channel (scrapli's
     Driver.open), reading up to the first prompt themselves; ssh2 logs in below it."""
     return not conn.auth_bypass and (conn.transport_name == "system" or "telnet" in conn.transport_name)
 
 
-def _enable(conn: Any) -> None:
+def _enable(conn: NetworkDriver) -> None:
     level = conn.privilege_levels["privilege_exec"]
     user = conn.privilege_levels["exec"]
     _write_line(conn, level.escalate)
@@ -112,13 +112,13 @@ def _enable(conn: Any) -> None:
         raise ScrapliPrivilegeError("the device did not accept the enable secret")
 
 
-def _write_line(conn: Any, text: str, *, redacted: bool = False) -> None:
+def _write_line(conn: NetworkDriver, text: str, *, redacted: bool = False) -> None:
     # One write for the text and its return: the device answers the line at once, with
     # no round trip for the echo first.
     conn.channel.write(channel_input=text + conn.comms_return_char, redacted=redacted)
 
 
-def _read_until(conn: Any, patterns: tuple[str, ...], *, keep: bool = False) -> Any:
+def _read_until(conn: NetworkDriver, patterns: tuple[str, ...], *, keep: bool = False) -> bytes:
     """Read until the last line matches one of `patterns` (prompts, "Password:"): that
     last line, or with `keep` everything read."""
     compiled = [re.compile(pattern.encode(), _FLAGS) for pattern in patterns]
