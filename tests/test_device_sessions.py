@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 import scrapli.decorators
+from scrapli.driver.core import IOSXEDriver
+from scrapli.exceptions import ScrapliPrivilegeError
 from scrapli.transport.base.base_transport import BaseTransportArgs
 from ssh2.session import LIBSSH2_METHOD_CRYPT_CS, LIBSSH2_METHOD_CRYPT_SC, LIBSSH2_METHOD_KEX
 
@@ -19,7 +21,7 @@ from chatbot.config import parse_config
 from chatbot.context import TaskContext
 from chatbot.device_work import run_on_devices
 from chatbot.errors import UserError
-from chatbot.ios_session import command_output
+from chatbot.ios_session import command_output, open_for_show
 from chatbot.lab import Fault, Lab
 from chatbot.ssh_transport import NetbotTransport, OperationTimedOut, PluginTransportArgs
 
@@ -175,3 +177,43 @@ def test_the_algorithm_order_is_configurable(lab: Lab) -> None:
 def test_an_algorithm_libssh2_does_not_know_is_a_clear_error(lab: Lab) -> None:
     with pytest.raises(UserError, match=r"^\[inventory\] ciphers: aes128-gmc unknown to libssh2 \(it knows "):
         lab_context(lab, {"lab": True, "ciphers": ["aes128-gmc", "aes256-ctr"]})
+
+
+class ScriptedIos:
+    """A device's answers to each line the session writes, for the cases the lab does
+    not play: a login already privileged, IOS asking for the enable secret again."""
+
+    def __init__(self, login: bytes, answers: dict[str, bytes]) -> None:
+        self.pending, self.answers, self.written = [login], answers, []
+        self.closed = False
+
+    def read(self) -> bytes:
+        assert self.pending, "the session waits for an answer that will never come"
+        return self.pending.pop(0)
+
+    def write(self, channel_input: str, redacted: bool = False) -> None:
+        self.written.append(channel_input)
+        self.pending.append(self.answers[channel_input])
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def scripted_conn(device: ScriptedIos) -> Any:
+    conn = IOSXEDriver(host="r1", auth_secondary="s3cret", transport="ssh2")
+    conn.channel, conn.transport = device, device  # type: ignore[assignment]
+    return conn
+
+
+def test_a_login_at_privilege_15_skips_enable() -> None:
+    device = ScriptedIos(b"\nr1#", {"terminal length 0\n": b"terminal length 0\nr1#"})
+    open_for_show(scripted_conn(device))
+    assert device.written == ["terminal length 0\n"]
+
+
+def test_ios_asking_for_the_secret_again_is_an_enable_failure() -> None:
+    device = ScriptedIos(b"\nr1>", {"enable\n": b"enable\nPassword: ", "s3cret\n": b"\nPassword: "})
+    with pytest.raises(ScrapliPrivilegeError):
+        open_for_show(scripted_conn(device))
+    assert device.written == ["enable\n", "s3cret\n"]
+    assert device.closed  # nobody else would close a session whose open failed
