@@ -12,7 +12,10 @@ whole (text and return in one write) and read up to the next prompt:
   transports read it while logging in: for them a return asks for it once);
 - `enable` (and the secret) only when the login landed at user level (`>`), since IOS
   refuses `show running-config` and most of the bot's commands below privilege 15;
-- `terminal length 0`, because IOS pages at 24 lines ("--More--") otherwise;
+- `terminal length 0`, because IOS pages at 24 lines ("--More--") otherwise. It gets its
+  own round trip rather than being typed ahead with the command: the prompt between the
+  two lines may come before or after the echo of the second, and telling the command's
+  output from the setup's would then rest on the device's timing;
 - no `terminal width`: IOS wraps nothing of a command's output at the terminal width, it
   only scrolls the echo of an input line longer than the width ("$"), and this session
   never waits for the echo: it drops the echoed line from the output afterwards;
