@@ -4,8 +4,18 @@ network engineer would write by hand.
 
 Paths:
 - bot:     chatbot.device_work.run_on_devices, as the bot runs it: Nornir + nornir-scrapli on
-           the bot's transport (ssh2, in-process libssh2), one session per device, each
+           the bot's transport (chatbot.ssh_transport: in-process libssh2, host keys checked
+           strictly against the lab's known-hosts file), one session per device, each
            closed as soon as its output is read.
+- bot-old: the same, with the code of another checkout (--old-code DIR), for a before and
+           after in one run against the same lab.
+- asyncssh: the lightest peer, a plain asyncio + asyncssh client written by hand: the same
+           strict host-key check, an interactive shell, `enable`, the command, read up to
+           the prompt, close; at most --workers sessions at once. The lab does not page,
+           so it sends nothing else. asyncssh's defaults otherwise (chacha20-poly1305,
+           keyboard-interactive before password).
+- asyncssh-tuned: the same client offering the bot's cheap algorithms first and logging
+           in by password: the floor, for the record.
 - scrapli: plain Nornir + nornir-scrapli on its default transport (`system`: one OpenSSH
            process per device), the naive way: `nr.run(task=send_command, ...)`, then
            `nr.close_connections()` once at the end.
@@ -23,13 +33,18 @@ client's alone and peak memory is per run:
   descendants, sampled every --sample seconds (RUSAGE_CHILDREN's maxrss would give only
   the largest single child); resident pages shared between processes count once per
   process, as top shows them;
-- failures: devices without their running config.
+- failures: devices without their running config;
+- device CPU per session: the lab process's CPU (/proc/PID/stat) from the start of the
+  run until the lab is idle again after it, divided by the sessions: what the bot's
+  sessions cost the devices, against the plain asyncssh client's.
 
     .venv/bin/python bench/fanout.py                                    # 50 200 500 1000, all paths
-    .venv/bin/python bench/fanout.py --devices 200 --paths bot --workers 20
+    .venv/bin/python bench/fanout.py --devices 200 1000 --paths bot asyncssh
 
-Targets for the bot's path: at most 0.015 s of client CPU per device, at most 300 MB peak
-at 1,000 devices, no failure. Each run is killed after --run-timeout seconds.
+Targets for the bot's path: at most 0.015 s of client CPU per device and within 1.3x of
+the plain asyncssh client's in the same run, device CPU per session within 1.2x of what
+that client's sessions cost, at most 150 MB peak at 1,000 devices, no failure. Each run
+is killed after --run-timeout seconds.
 """
 
 from __future__ import annotations
@@ -48,13 +63,19 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+# The netbot code a run imports: this checkout, or (path "bot-old", --old-code DIR)
+# another one, such as the commit before a change, measured in the same run.
+OLD_CODE_ENV = "NETBOT_FANOUT_CODE"
+sys.path.insert(0, os.environ.get(OLD_CODE_ENV) or str(REPO))
 
-PORT = 2299
+PORT = 2299  # --port: the lab's devices all listen on it, each on its own 127.0.x.y
 COMMAND = "show running-config"
-PATHS = ("bot", "scrapli", "netmiko")
+PATHS = ("bot", "bot-old", "asyncssh", "asyncssh-tuned", "scrapli", "netmiko")
 TARGET_CPU_PER_DEVICE = 0.015
-TARGET_PEAK_MB_AT_1000 = 300.0
+TARGET_PEAK_MB_AT_1000 = 150.0
+# The bot's path against the plain asyncssh client, same lab, same run.
+TARGET_CLIENT_CPU_RATIO = 1.3
+TARGET_DEVICE_CPU_RATIO = 1.2
 
 
 # --- the lab, in its own process -------------------------------------------------------------
@@ -89,15 +110,19 @@ def stop(proc: subprocess.Popen[bytes], grace: float = 15) -> None:
         proc.wait()
 
 
+def process_cpu(pid: int) -> float:
+    """User + system CPU seconds of a process (all its threads), from /proc/PID/stat."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def wait_until_idle(pid: int, limit: float = 60, quiet: float = 0.05) -> None:
     """Let the lab finish tearing down the last run's sessions (a naive baseline closes
     hundreds at once) so the next run does not pay for them."""
-    tick = os.sysconf("SC_CLK_TCK")
 
     def cpu() -> float:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / tick
+        return process_cpu(pid)
 
     deadline = time.monotonic() + limit
     try:
@@ -115,6 +140,12 @@ def wait_until_idle(pid: int, limit: float = 60, quiet: float = 0.05) -> None:
 def lab_credentials(workdir: Path) -> tuple[str, str]:
     secrets = workdir / "var" / "lab-secrets"
     return (secrets / "password").read_text().strip(), (secrets / "enable_secret").read_text().strip()
+
+
+def lab_known_hosts(workdir: Path) -> Path:
+    from chatbot.cli import LAB_KNOWN_HOSTS
+
+    return workdir / LAB_KNOWN_HOSTS
 
 
 def hosts(devices: int, **extra: Any) -> dict[str, Any]:
@@ -220,20 +251,23 @@ def reap_children() -> None:
 
 # --- the paths ----------------------------------------------------------------------------------
 
-def prepare_bot(devices: int, workers: int, password: str, enable: str, transport: str):  # type: ignore[no-untyped-def]
+def prepare_bot(devices: int, workers: int, password: str, enable: str, transport: str,
+                known_hosts: Path):  # type: ignore[no-untyped-def]
+    from chatbot.app import scrapli_defaults
     from chatbot.config import parse_config
     from chatbot.context import TaskContext
     from chatbot.device_work import run_on_devices
+    from chatbot.hostkeys import HostKeyMode, HostKeyPolicy
     from chatbot.inventory import Credentials, DeviceInventory, build_nornir
     from chatbot.limits import DeviceGate
 
-    config = parse_config({"limits": {"workers": min(workers, 500), "device_timeout": 60}})
-    # What chatbot.app.build_context gives Nornir, with a transport to compare if asked.
+    config = parse_config({"inventory": {"transport": transport},
+                           "limits": {"workers": min(workers, 500), "device_timeout": 60, "connect_timeout": 30}})
+    # What chatbot.app.build_context gives Nornir for the lab: host keys checked strictly.
     nr = build_nornir(
         data={"hosts": hosts(devices, platform="cisco_iosxe")}, workers=workers,
         credentials=Credentials("admin", password, enable),
-        scrapli_extras={"transport": transport, "auth_strict_key": False, "timeout_socket": 30,
-                        "timeout_transport": 60, "timeout_ops": 65},
+        scrapli_extras=scrapli_defaults(config, HostKeyPolicy(HostKeyMode.STRICT, known_hosts)),
     )
     ctx = TaskContext(DeviceInventory(nr), config, gate=DeviceGate(1, workers))
     names = list(ctx.inventory.devices)
@@ -278,7 +312,75 @@ def _count_failures(result: Any) -> tuple[int, str]:
     return bad, example
 
 
-def prepare_scrapli(devices: int, workers: int, password: str, enable: str, transport: str):  # type: ignore[no-untyped-def]
+def prepare_asyncssh(devices: int, workers: int, password: str, enable: str, transport: str,
+                     known_hosts: Path, tuned: bool = False):  # type: ignore[no-untyped-def]
+    """The lightest peer: asyncio + asyncssh by hand, what it takes to read a running
+    config from an IOS device and no more. `tuned`: with the bot's cheap algorithms
+    and password authentication (asyncssh tries keyboard-interactive first)."""
+    import asyncio
+    import re
+
+    import asyncssh
+
+    targets = list(hosts(devices).values())
+    trusted = asyncssh.read_known_hosts(str(known_hosts))  # parsed once, not per connection
+    user_prompt, privileged_prompt = re.compile(rb"\S+>\s*$"), re.compile(rb"\S+#\s*$")
+    options: dict[str, Any] = {}
+    if tuned:
+        from chatbot.config import DEFAULT_CIPHERS, DEFAULT_KEX
+
+        options = {"kex_algs": list(DEFAULT_KEX), "encryption_algs": list(DEFAULT_CIPHERS),
+                   "preferred_auth": "password"}
+
+    async def read_until(stdout: asyncssh.SSHReader[bytes], done: Any) -> bytes:
+        buf = b""
+        while not done(buf):
+            chunk = await stdout.read(65536)
+            if not chunk:
+                raise ConnectionError("the device closed the session")
+            buf += chunk
+        return buf
+
+    async def one(target: dict[str, Any]) -> str:
+        async with asyncssh.connect(target["hostname"], target["port"], username="admin", password=password,
+                                    known_hosts=trusted, **options) as conn:
+            stdin, stdout, _ = await conn.open_session(term_type="vt100", encoding=None)
+            await read_until(stdout, user_prompt.search)
+            stdin.write(b"enable\n")
+            await read_until(stdout, lambda buf: buf.rstrip().endswith(b"Password:"))
+            stdin.write(enable.encode() + b"\n")
+            await read_until(stdout, privileged_prompt.search)
+            stdin.write(COMMAND.encode() + b"\n")
+            return (await read_until(stdout, privileged_prompt.search)).decode()
+
+    async def fan_out() -> tuple[int, str]:
+        limit = asyncio.Semaphore(workers)
+
+        async def limited(target: dict[str, Any]) -> str:
+            async with limit:
+                return await one(target)
+
+        outputs = await asyncio.gather(*(limited(t) for t in targets), return_exceptions=True)
+        bad = [(t, o) for t, o in zip(targets, outputs, strict=True) if not isinstance(o, str) or "hostname" not in o]
+        if not bad:
+            return 0, ""
+        target, why = bad[0]
+        reason = f"{type(why).__name__}: {why}" if isinstance(why, BaseException) else "no running config"
+        return len(bad), f"{target['hostname']}: {reason[:160]}"
+
+    def run() -> tuple[int, str]:
+        return asyncio.run(fan_out())
+
+    return run
+
+
+def prepare_asyncssh_tuned(devices: int, workers: int, password: str, enable: str, transport: str,
+                           known_hosts: Path):  # type: ignore[no-untyped-def]
+    return prepare_asyncssh(devices, workers, password, enable, transport, known_hosts, tuned=True)
+
+
+def prepare_scrapli(devices: int, workers: int, password: str, enable: str, transport: str,
+                    known_hosts: Path):  # type: ignore[no-untyped-def]
     from nornir_scrapli.tasks import send_command
 
     nr = _plain_nornir(devices, workers, password, {"platform": "cisco_iosxe"},
@@ -292,7 +394,8 @@ def prepare_scrapli(devices: int, workers: int, password: str, enable: str, tran
     return run
 
 
-def prepare_netmiko(devices: int, workers: int, password: str, enable: str, transport: str):  # type: ignore[no-untyped-def]
+def prepare_netmiko(devices: int, workers: int, password: str, enable: str, transport: str,
+                    known_hosts: Path):  # type: ignore[no-untyped-def]
     from nornir_netmiko.tasks import netmiko_send_command
 
     nr = _plain_nornir(devices, workers, password, {"platform": "cisco_xe"},
@@ -306,12 +409,14 @@ def prepare_netmiko(devices: int, workers: int, password: str, enable: str, tran
     return run
 
 
-PREPARE = {"bot": prepare_bot, "scrapli": prepare_scrapli, "netmiko": prepare_netmiko}
+PREPARE = {"bot": prepare_bot, "bot-old": prepare_bot, "asyncssh": prepare_asyncssh,
+           "asyncssh-tuned": prepare_asyncssh_tuned, "scrapli": prepare_scrapli,
+           "netmiko": prepare_netmiko}
 
 
 def run_once(path: str, devices: int, workers: int, transport: str, labdir: Path, interval: float) -> dict[str, Any]:
     password, enable = lab_credentials(labdir)
-    run = PREPARE[path](devices, workers, password, enable, transport)
+    run = PREPARE[path](devices, workers, password, enable, transport, lab_known_hosts(labdir))
     start_rss, _ = tree_rss()
     sampler = MemorySampler(interval)
     sampler.start()
@@ -329,24 +434,42 @@ def run_once(path: str, devices: int, workers: int, transport: str, labdir: Path
 # --- driving it ---------------------------------------------------------------------------------
 
 def label(path: str, transport: str) -> str:
-    return {"bot": f"bot ({transport})", "scrapli": "nornir-scrapli (system)", "netmiko": "nornir-netmiko"}[path]
+    return {"bot": f"bot ({transport})", "bot-old": "bot, --old-code", "asyncssh": "asyncio + asyncssh",
+            "asyncssh-tuned": "asyncssh, cheap algs", "scrapli": "nornir-scrapli (system)",
+            "netmiko": "nornir-netmiko"}[path]
 
 
 def show(r: dict[str, Any], transport: str) -> None:
     if "error" in r:
-        print(f"  {label(r['path'], transport):24} devices={r['devices']:5}  {r['error']}", flush=True)
+        print(f"  {label(r['path'], transport):18} devices={r['devices']:5}  {r['error']}", flush=True)
         return
-    print(f"  {label(r['path'], transport):24} devices={r['devices']:5} wall={r['wall']:7.2f} s "
-          f"cpu/device={r['cpu_per_device']:.4f} s peak={r['peak_mb']:7.1f} MB "
+    print(f"  {label(r['path'], transport):18} devices={r['devices']:5} wall={r['wall']:7.2f} s "
+          f"cpu/device={r['cpu_per_device']:.4f} s device cpu/session={r['lab_cpu_per_session']:.4f} s "
+          f"peak={r['peak_mb']:7.1f} MB "
           f"(start {r['start_mb']:.0f} MB, {r['children_at_peak']} child processes at peak) "
           f"failures={r['failures']}" + (f" e.g. {r['example']}" if r.get("example") else ""), flush=True)
 
 
+def measured_run(path: str, n: int, args: argparse.Namespace, labdir: Path, lab_pid: int) -> dict[str, Any]:
+    """One path's run, with what it cost the lab: from its start until the lab is idle
+    again (session teardown included)."""
+    lab_cpu = process_cpu(lab_pid)
+    result = spawn(path, n, args, labdir)
+    wait_until_idle(lab_pid)
+    result["lab_cpu_per_session"] = (process_cpu(lab_pid) - lab_cpu) / n
+    return result
+
+
 def spawn(path: str, n: int, args: argparse.Namespace, labdir: Path) -> dict[str, Any]:
     cmd = [sys.executable, __file__, "--one", path, str(n), str(args.workers), args.transport, str(labdir),
-           str(args.sample)]
+           str(args.sample), str(PORT)]
+    env = dict(os.environ)
+    env.pop(OLD_CODE_ENV, None)
+    if path == "bot-old":
+        env[OLD_CODE_ENV] = str(args.old_code)
     # A session of its own, so the kill below takes its ssh children too.
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            env=env)
     try:
         out, err = proc.communicate(timeout=args.run_timeout)
     except subprocess.TimeoutExpired:
@@ -373,18 +496,27 @@ def netmiko_installed() -> bool:
 
 
 def main() -> None:
+    global PORT
     # `timeout` and CI send SIGTERM: unwind, so the lab and the current run are stopped.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--devices", type=int, nargs="+", default=[50, 200, 500, 1000])
     p.add_argument("--delay", type=float, default=0.2, help="device delay per command, seconds")
-    p.add_argument("--paths", nargs="+", choices=PATHS, default=list(PATHS))
-    p.add_argument("--transport", default="ssh2", help="the bot path's scrapli transport (the bot's default: ssh2)")
+    p.add_argument("--paths", nargs="+", choices=PATHS, default=[p for p in PATHS if p != "bot-old"])
+    p.add_argument("--transport", default="ssh2",
+                   help="the bot path's [inventory] transport (the bot's default: ssh2, its own libssh2 transport)")
     p.add_argument("--workers", type=int, default=100, help="Nornir worker threads, every path")
     p.add_argument("--sample", type=float, default=0.1, help="memory sampling interval, seconds")
     p.add_argument("--run-timeout", type=float, default=900, help="kill one run after this many seconds")
+    p.add_argument("--old-code", type=Path, metavar="DIR",
+                   help='another checkout of netbot (e.g. `git worktree add DIR <commit>`): path "bot-old" runs '
+                        "the bot's path with that code, against the same lab, in the same run")
+    p.add_argument("--port", type=int, default=2299, help="the lab's SSH port (another run may hold the default)")
     args = p.parse_args()
+    PORT = args.port
     paths = list(args.paths)
+    if "bot-old" in paths and not (args.old_code and (args.old_code / "chatbot" / "device_work.py").is_file()):
+        p.error('path "bot-old" needs --old-code DIR, a checkout of netbot')
     if "netmiko" in paths and not netmiko_installed():
         print("nornir-netmiko is not installed: skipping that baseline (pip install nornir-netmiko)")
         paths.remove("netmiko")
@@ -398,11 +530,11 @@ def main() -> None:
             lab = start_lab(n, args.delay, labdir)
             print(f"{n} devices (lab ready in {time.perf_counter() - started:.1f} s):", flush=True)
             try:
+                wait_until_idle(lab.pid)
                 for path in paths:
-                    r = spawn(path, n, args, labdir)
+                    r = measured_run(path, n, args, labdir, lab.pid)
                     show(r, args.transport)
                     results.append(r)
-                    wait_until_idle(lab.pid)
             finally:
                 stop(lab)
     verdict(results, args.transport)
@@ -410,24 +542,39 @@ def main() -> None:
 
 def verdict(results: list[dict[str, Any]], transport: str) -> None:
     print("targets for the bot's path:")
+    peers = {r["devices"]: r for r in results if r["path"] == "asyncssh" and "error" not in r}
+    tuned_peers = {r["devices"]: r for r in results if r["path"] == "asyncssh-tuned" and "error" not in r}
     for r in results:
-        if r["path"] != "bot":
+        if r["path"] not in ("bot", "bot-old"):
             continue
+        who = "" if r["path"] == "bot" else " (old code)"
         if "error" in r:
-            print(f"  {r['devices']:5} devices: {r['error']}")
+            print(f"  {r['devices']:5} devices{who}: {r['error']}")
             continue
         checks = [f"cpu/device {r['cpu_per_device']:.4f} s "
                   f"{'<=' if r['cpu_per_device'] <= TARGET_CPU_PER_DEVICE else 'MISSES'} {TARGET_CPU_PER_DEVICE}",
                   f"failures {r['failures']}" + ("" if r["failures"] == 0 else " MISSES 0")]
+        peer = peers.get(r["devices"])
+        if peer is not None:
+            for what, key, target in (("client cpu", "cpu_per_device", TARGET_CLIENT_CPU_RATIO),
+                                      ("device cpu", "lab_cpu_per_session", TARGET_DEVICE_CPU_RATIO)):
+                ratio = r[key] / peer[key] if peer[key] > 0 else float("inf")
+                checks.append(f"{what} bot/asyncssh {ratio:.2f}x {'<=' if ratio <= target else 'MISSES'} {target}x")
+        tuned = tuned_peers.get(r["devices"])
+        if tuned is not None:  # no target: the floor, for the record
+            checks.append("bot/asyncssh-tuned client {:.2f}x, device {:.2f}x".format(
+                *(r[key] / tuned[key] if tuned[key] > 0 else float("inf")
+                  for key in ("cpu_per_device", "lab_cpu_per_session"))))
         if r["devices"] >= 1000:
             verdict = "<=" if r["peak_mb"] <= TARGET_PEAK_MB_AT_1000 else "MISSES"
             checks.append(f"peak {r['peak_mb']:.0f} MB {verdict} {TARGET_PEAK_MB_AT_1000:.0f} MB")
-        print(f"  {r['devices']:5} devices: " + "; ".join(checks))
+        print(f"  {r['devices']:5} devices{who}: " + "; ".join(checks))
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 8 and sys.argv[1] == "--one":
-        _, _, path, n, workers, transport, labdir, interval = sys.argv
+    if len(sys.argv) == 9 and sys.argv[1] == "--one":
+        _, _, path, n, workers, transport, labdir, interval, port = sys.argv
+        PORT = int(port)
         result = run_once(path, int(n), int(workers), transport, Path(labdir), float(interval))
         print("RESULT " + json.dumps(result), flush=True)
     else:

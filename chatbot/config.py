@@ -65,6 +65,15 @@ class BotConfig(Section):
         return value.upper() if isinstance(value, str) else value
 
 
+# Cheapest first for both ends: curve25519 is the cheapest key exchange (one X25519 each),
+# ECDH P-256 next (what IOS-XE offers without curve25519); AES-GCM is one call a packet
+# (AES-NI in libssh2's OpenSSL, one AEAD call in a Python device), AES-CTR + HMAC next
+# (all IOS releases with SSHv2). Anything else libssh2 knows follows these
+# (chatbot/ssh_transport.py).
+DEFAULT_KEX = ("curve25519-sha256", "curve25519-sha256@libssh.org", "ecdh-sha2-nistp256")
+DEFAULT_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "aes128-ctr", "aes256-ctr")
+
+
 class InventoryConfig(SecretSection):
     path: Path | None = None
     lab: bool = False
@@ -75,6 +84,10 @@ class InventoryConfig(SecretSection):
     known_hosts: Path | None = None  # default: the user's ~/.ssh/known_hosts
     # Deprecated alias of host_keys (true = "strict", false = "off"), still honoured.
     strict_host_keys: bool | None = None
+    # SSH algorithms offered first (transport "ssh2"), cheapest first for the bot and the
+    # device; every other algorithm libssh2 knows is still offered after these.
+    kex_algorithms: list[str] = Field(default_factory=lambda: list(DEFAULT_KEX))
+    ciphers: list[str] = Field(default_factory=lambda: list(DEFAULT_CIPHERS))
 
     @model_validator(mode="after")
     def _host_key_settings(self) -> InventoryConfig:

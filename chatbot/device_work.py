@@ -3,6 +3,11 @@
 Each device gets its own session for the command and the session is closed at once:
 memory stays flat however many devices a command touches, and no two commands share a
 half-used channel. Failures come back per device as one readable line.
+
+A session asks the device for no more than the command needs: IOS and IOS-XE devices
+get the lean session of chatbot/ios_session.py, and no session types `exit` before it
+closes (closing the SSH channel ends the device's session; scrapli's on_close would
+find the prompt once more and type `exit`: two round trips for nothing).
 """
 
 from __future__ import annotations
@@ -19,11 +24,11 @@ from typing import Any
 from nornir.core.task import Result as NornirResult
 from nornir.core.task import Task
 
-from chatbot import device_failures
+from chatbot import device_failures, ios_session
 from chatbot.context import TaskContext
 from chatbot.control import Progress
 from chatbot.results import Status
-from chatbot.ssh_transport import watching_sockets
+from chatbot.ssh_transport import NetbotTransport, watching_sockets
 
 CONNECTION = "scrapli"
 log = logging.getLogger(__name__)
@@ -111,9 +116,9 @@ def _send_one(task: Task, command: str, ctx: TaskContext, textfsm: bool, timeout
             # Cut-able from the moment TCP connects: a device may take the login and
             # then hold scrapli's open (no prompt) until the device timeout.
             with watching_sockets(lambda sock: forget.append(cancel.on_cancel(_socket_cutter(sock)))):
-                conn = task.host.get_connection(CONNECTION, task.nornir.config)
+                conn = _open_session(task)
             forget.append(cancel.on_cancel(_session_cutter(conn)))
-            response = conn.send_command(command, timeout_ops=timeout)
+            response = _send(conn, command, timeout, lean=ios_session.is_lean_platform(task.host.platform))
         finally:
             for unregister in forget:
                 unregister()
@@ -128,6 +133,29 @@ def _send_one(task: Task, command: str, ctx: TaskContext, textfsm: bool, timeout
         parsed = response.textfsm_parse_output() if textfsm else None
         out = DeviceOutput(task.host.name, True, response.result, parsed=parsed or None, seconds=elapsed)
     return NornirResult(host=task.host, result=out)
+
+
+def _open_session(task: Task) -> Any:
+    """The host's scrapli connection, opened for one command (see the module docstring)."""
+    extras = dict(task.host.get_connection_parameters(CONNECTION).extras or {})
+    extras["on_close"] = _close_without_exit
+    if ios_session.is_lean_platform(task.host.platform):
+        extras["on_open"] = ios_session.open_for_show
+    task.host.open_connection(CONNECTION, task.nornir.config, extras=extras)
+    return task.host.connections[CONNECTION].connection
+
+
+def _close_without_exit(conn: Any) -> None:
+    """scrapli on_close: nothing to type; the transport's close ends the session."""
+
+
+def _send(conn: Any, command: str, timeout: float, *, lean: bool) -> Any:
+    if isinstance(conn.transport, NetbotTransport):
+        # The transport bounds each answer in this thread (chatbot/ssh_transport.py);
+        # scrapli's timeout_ops would start a thread for every read.
+        conn.transport.operation_timeout = timeout
+        return ios_session.send_show(conn, command) if lean else conn.send_command(command)
+    return conn.send_command(command, timeout_ops=timeout)
 
 
 def _session_cutter(conn: Any) -> Callable[[], None]:

@@ -73,6 +73,28 @@ def test_strict_with_an_openssh_port_entry_connects(tmp_path: Path, sshd: RealSs
     assert "Cisco IOS XE Software" in out.output
 
 
+def test_sessions_agree_on_the_cheap_algorithms_and_type_only_what_a_show_needs(tmp_path: Path,
+                                                                                 sshd: RealSshd) -> None:
+    """OpenSSH 9.2 offers chacha20-poly1305 first too; the bot's offer order wins, and the
+    lean IOS session (no prompt hunting, no terminal width, no exit) works on a real pty."""
+    from ssh2.session import LIBSSH2_METHOD_CRYPT_CS, LIBSSH2_METHOD_KEX
+
+    known = tmp_path / "known_hosts"
+    known.write_text(keyscan(sshd))
+    ctx = context(tmp_path, sshd, known)
+    nr = ctx.inventory.nornir
+    host = nr.inventory.hosts["r1"]
+    session = host.open_connection("scrapli", nr.config).connection.transport.session
+    try:
+        assert (session.methods(LIBSSH2_METHOD_KEX), session.methods(LIBSSH2_METHOD_CRYPT_CS)) == (
+            "curve25519-sha256", "aes128-gcm@openssh.com")
+    finally:
+        host.close_connection("scrapli")
+    [out] = run_on_devices(ctx, ["r1"], "show running-config")
+    assert out.ok, out.error
+    assert "hostname r1" in out.output and not out.output.rstrip().endswith("#")
+
+
 def test_default_settings_use_the_users_known_hosts(tmp_path: Path, sshd: RealSshd,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """No host-key setting at all: strict, against ~/.ssh/known_hosts as OpenSSH wrote it."""

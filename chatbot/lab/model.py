@@ -8,6 +8,7 @@ the same names, addresses and groups. That determinism lets tests elsewhere hard
 from __future__ import annotations
 
 import re
+from collections import deque
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -16,6 +17,7 @@ CORE_DEVICES = 3  # r1..r3 form the core; every later device is an edge router
 EDGE_DEVICES_PER_SITE = 10
 HOSTS_PER_OCTET = 250  # keeps .251-.255 free for the simulated gateways of each /24
 MAX_DEVICES = HOSTS_PER_OCTET * 254  # third octet runs 1..254
+RECENT_COMMANDS = 32
 
 _NAME_RE = re.compile(r"^r([1-9][0-9]*)$")
 
@@ -46,7 +48,11 @@ class DeviceStats:
     sessions_now: int = 0
     max_concurrent: int = 0
     commands: int = 0
+    empty_lines: int = 0  # a bare Enter: what a client sends to find the prompt
     auth_failures: int = 0
+    # The latest command lines typed (never the enable secret), so a test can see what a
+    # client asks of a device; bounded, so a long-running lab does not grow.
+    recent_commands: deque[str] = field(default_factory=lambda: deque(maxlen=RECENT_COMMANDS))
 
     def session_opened(self) -> None:
         self.sessions_total += 1
@@ -62,7 +68,9 @@ class DeviceStats:
         self.sessions_total = 0
         self.max_concurrent = self.sessions_now
         self.commands = 0
+        self.empty_lines = 0
         self.auth_failures = 0
+        self.recent_commands.clear()
 
 
 @dataclass(eq=False)

@@ -160,8 +160,11 @@ class DeviceSession:
     async def _execute(self, text: str) -> str:
         """Run one command line; returns "end", "secret" (enable prompt shown) or ""."""
         parsed = self._cli.parse(text)
-        if parsed.kind is not Kind.EMPTY:
+        if parsed.kind is Kind.EMPTY:
+            self._device.stats.empty_lines += 1
+        else:
             self._device.stats.commands += 1
+            self._device.stats.recent_commands.append(text.strip())
         fault = self._device.fault
         if fault is Fault.DISCONNECT and parsed.kind in _DROP_ON_DISCONNECT:
             self._abort_connection()
@@ -190,6 +193,7 @@ class DeviceSession:
         """`ssh r1 show version`: IOS runs one exec-level command and closes the channel."""
         parsed = self._cli.parse(command)
         self._device.stats.commands += 1
+        self._device.stats.recent_commands.append(command.strip())
         if self._device.fault is Fault.DISCONNECT and parsed.kind in _DROP_ON_DISCONNECT:
             self._abort_connection()
             return
