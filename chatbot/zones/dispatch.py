@@ -336,10 +336,10 @@ def _place(zone: str | None) -> str:
 
 
 def _what(inv: Invocation, plan: Plan) -> str:
-    """The command without its targets, for a merged summary: "show ip int br"."""
+    """The command without the arguments naming devices, for a merged summary: "show ip int br"."""
     words = [inv.command.name]
     for p in inv.command.params:
-        if p.name in inv.raw_args and not isinstance(p.type, Targets) and not p.keyword:
+        if p.name in inv.raw_args and not p.keyword and not p.type.devices_of(inv.args.get(p.name)):
             words.append(inv.raw_args[p.name])
     return " ".join(words)
 
