@@ -17,15 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from chatbot.app import build_bot
-from chatbot.bot import Bot
-from chatbot.control import CancelFlag
-from chatbot.lab import Lab, LabThread
-from chatbot.render import render_text
-from chatbot.results import Status
-from chatbot.testing import message
-from chatbot.zones.wire import TASK_NAME, ZoneRequest, queue_of
 from redis_server import RedisServer, free_port
 from zone_harness import (
     WorkerProcess,
@@ -37,6 +28,15 @@ from zone_harness import (
     write_inventory,
     write_toml,
 )
+
+from chatbot.app import build_bot
+from chatbot.bot import Bot
+from chatbot.control import CancelFlag
+from chatbot.lab import Lab, LabThread
+from chatbot.render import render_text
+from chatbot.results import Status
+from chatbot.testing import message
+from chatbot.zones.wire import TASK_NAME, ZoneRequest, queue_of
 
 pytestmark = pytest.mark.slow
 
