@@ -22,6 +22,7 @@ import redis
 from redis_server import RedisServer
 
 from chatbot.control import CancelFlag
+from chatbot.limits import DeviceGate, SessionGate
 from chatbot.shared_limits import (
     LimitsStoreAuthFailed,
     LimitsStoreUnreachable,
@@ -311,6 +312,18 @@ def test_store_down_when_acquiring_is_a_quick_typed_error() -> None:
             assert server.password not in message
         finally:
             gate.close()
+
+
+def test_the_shared_gate_serves_where_a_device_gate_does(redis_url: str) -> None:
+    shared = SharedSessionGate(redis_url, prefix=unique_prefix(), per_device=2)
+    try:
+        gates: list[SessionGate] = [DeviceGate(per_device=2), shared, shared.watching(CancelFlag())]  # mypy checks
+        for gate in gates:
+            assert gate.per_device == 2
+            with gate.session("r1", background=True), gate.session("r1"):
+                pass
+    finally:
+        shared.close()
 
 
 def test_wrong_password_is_a_clear_error(redis_server: RedisServer) -> None:
