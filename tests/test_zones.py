@@ -2,7 +2,8 @@
 processes: devices of zones dc1 and dc2 run on their zone's worker, r1-r2 in the bot.
 
 Zones: r1, r2 none (the bot's own process); r3-r5 dc1; r6-r8 dc2; r9-r10 dc3 (a worker
-the kill test starts and kills); r11-r12 dc9 (never any worker).
+the kill test starts and kills); r11-r12 dc9 (never any worker); r13 dc4 (two workers
+of one slot each, for the shared session limit).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from chatbot.zones.wire import TASK_NAME, ZoneRequest, queue_of
 pytestmark = pytest.mark.slow
 
 ZONES = {"r3": "dc1", "r4": "dc1", "r5": "dc1", "r6": "dc2", "r7": "dc2", "r8": "dc2",
-         "r9": "dc3", "r10": "dc3", "r11": "dc9", "r12": "dc9"}
+         "r9": "dc3", "r10": "dc3", "r11": "dc9", "r12": "dc9", "r13": "dc4"}
 
 
 class Deployment:
@@ -54,8 +55,9 @@ class Deployment:
         self.worker_config = write_toml(self.data, tmp / "worker.toml")
         self.workers: list[WorkerProcess] = []
 
-    def start_worker(self, zone: str, store: Any) -> WorkerProcess:
-        worker = WorkerProcess(zone, self.worker_config, self.env, self.tmp / f"worker-{zone}-{len(self.workers)}.log")
+    def start_worker(self, zone: str, store: Any, config: Path | None = None) -> WorkerProcess:
+        worker = WorkerProcess(zone, config or self.worker_config, self.env,
+                               self.tmp / f"worker-{zone}-{len(self.workers)}.log")
         self.workers.append(worker)
         worker.wait_ready(store)
         return worker
@@ -67,7 +69,7 @@ class Deployment:
 
 @pytest.fixture(scope="module")
 def zone_lab() -> Iterator[Lab]:
-    with LabThread(devices=12, delay=0.02, slow_delay=1.0) as lab:
+    with LabThread(devices=13, delay=0.02, slow_delay=1.0) as lab:
         yield lab
 
 
@@ -294,3 +296,23 @@ def test_a_worker_killed_mid_job_is_reported_within_the_command_timeout(bot: Bot
     assert result.devices["r1"] == "ok"
     assert result.devices["r9"] == result.devices["r10"] == "zone dc3: the worker stopped mid-job (outcome unknown)"
     assert result.status is Status.PARTIAL
+
+
+def test_one_session_per_device_holds_across_two_workers_of_a_zone(bot: Bot, deployment: Deployment) -> None:
+    lab = deployment.lab
+    single = dict(deployment.data, workers={**deployment.data["workers"], "concurrency": 1})
+    config = write_toml(single, deployment.tmp / "worker-one-slot.toml")
+    workers = [deployment.start_worker("dc4", bot.runner.zones.store, config) for _ in range(2)]
+    lab.set_delay("r13", 0.5)
+    lab.devices["r13"].stats.max_concurrent = 0
+    jobs_before = [w.log_text().count("show version on 1 devices") for w in workers]
+    answers: list[Any] = []
+    threads = [threading.Thread(target=lambda: answers.append(run(bot, "show version r13"))) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert [a.status for a in answers] == [Status.OK, Status.OK]
+    # One message on each worker (one slot each), and still never two sessions on r13.
+    assert [w.log_text().count("show version on 1 devices") for w in workers] == [n + 1 for n in jobs_before]
+    assert lab.devices["r13"].stats.max_concurrent == 1

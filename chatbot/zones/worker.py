@@ -31,6 +31,7 @@ from chatbot.errors import ArgumentError, TaskFailure, UserError
 from chatbot.inventory import DeviceInventory
 from chatbot.results import Result, Status, failed, invalid
 from chatbot.router import parse_values
+from chatbot.shared_limits import LimitsStoreError, SharedSessionGate
 from chatbot.zones.store import ZoneStore
 from chatbot.zones.wire import WireError, ZoneRequest, result_to_data
 
@@ -125,6 +126,8 @@ class ZoneExecutor:
             renewals.start()
         try:
             ctx = self.context.for_run(cancel=cancel, progress=running.report, background=request.background)
+            if isinstance(ctx.gate, SharedSessionGate):
+                ctx.gate = ctx.gate.watching(cancel)  # a cancel also ends a wait for a slot
             return _call(handler, ctx, args, request.command)
         finally:
             stop.set()
@@ -212,12 +215,17 @@ def build_worker(config: Config, zone: str) -> tuple[Any, ZoneExecutor, ZoneStor
     return app, executor, store
 
 
-def _session_gate(config: Config, url: str) -> Any:
-    """The session limits of the whole deployment, held in the broker's Redis."""
-    from chatbot.limits import DeviceGate
-
+def _session_gate(config: Config, url: str) -> SharedSessionGate:
+    """The session limits of the whole deployment, held in the broker's Redis: two
+    workers of one zone never open more sessions to a device than sessions_per_device."""
     limits = config.limits
-    return DeviceGate(per_device=limits.sessions_per_device, total=limits.workers)
+    gate = SharedSessionGate(url, per_device=limits.sessions_per_device, total=limits.workers,
+                             wait_timeout=limits.command_timeout)
+    try:
+        gate.check()
+    except LimitsStoreError as err:
+        raise UserError(f"[workers] the broker's store: {err}") from None
+    return gate
 
 
 def run_worker(config: Config, zone: str, *, log_level: str = "WARNING") -> int:
