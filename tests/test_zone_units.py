@@ -206,3 +206,13 @@ def test_signing_files_missing_is_one_line(tmp_path: Path) -> None:
 
     with pytest.raises(UserError, match=r"\[workers\] signing_key: /nonexistent/key.pem not found"):
         make_app(zoned_context().config.workers)  # type: ignore[arg-type]
+
+
+def test_the_deploy_examples_are_valid_configs() -> None:
+    from chatbot.config import load_config
+
+    deploy = Path(__file__).resolve().parent.parent / "deploy" / "zones"
+    bot, worker = load_config(deploy / "bot.toml"), load_config(deploy / "worker-dc1.toml")
+    assert bot.workers is not None and worker.workers is not None
+    assert bot.workers.broker_url == worker.workers.broker_url
+    assert bot.workers.extras() == worker.workers.extras() == {"password_file": "/etc/netbot/broker-password"}
