@@ -89,14 +89,23 @@ def config_dict(lab: Lab, inventory: Path, workers: dict[str, Any], **limits: An
 
 
 def write_toml(data: dict[str, Any], path: Path) -> Path:
+    """`data`'s sections as a TOML file (tables within tables as [a.b])."""
     lines: list[str] = []
-    for section, values in data.items():
-        lines.append(f"[{section}]")
-        for key, value in values.items():
-            lines.append(f"{key} = {_toml(value)}")
-        lines.append("")
+    _table(data, [], lines)
     path.write_text("\n".join(lines))
     return path
+
+
+def _table(values: dict[str, Any], name: list[str], lines: list[str]) -> None:
+    if name:
+        lines.append(f"[{'.'.join(name)}]")
+    nested = {k: v for k, v in values.items() if isinstance(v, dict)}
+    for key, value in values.items():
+        if key not in nested:
+            lines.append(f"{key} = {_toml(value)}")
+    lines.append("")
+    for key, value in nested.items():
+        _table(value, [*name, key], lines)
 
 
 def _toml(value: Any) -> str:
@@ -104,7 +113,9 @@ def _toml(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, int | float):
         return repr(value)
-    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    return json.dumps(str(value))  # a JSON string is a TOML basic string
 
 
 def environment(lab: Lab, broker_password: str) -> dict[str, str]:
