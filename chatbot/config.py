@@ -196,6 +196,8 @@ class WorkersConfig(SecretSection):
                                  f"{', '.join(s + '://' for s in BROKER_SCHEMES)}")
             if parsed.password:
                 raise ValueError(f"{name} holds a password: give it as password_env or password_file instead")
+        if not any(self.extras().get(k) for k in ("password", "password_env", "password_file")):
+            raise ValueError("the broker needs a password: give password_env or password_file")
         if self.store_url_without_password.split("://")[0] not in REDIS_SCHEMES:
             raise ValueError("result_backend must be a Redis URL (redis:// or rediss://) when the broker is not Redis")
         return self

@@ -25,7 +25,7 @@ from chatbot.zones.wire import WireError, ZoneRequest, result_from_data, result_
 from chatbot.zones.worker import ZoneExecutor, zone_inventory
 
 WORKERS = {"signing_key": "/nonexistent/key.pem", "signing_certificate": "/nonexistent/cert.pem",
-           "certificate_store": "/nonexistent/trusted"}
+           "certificate_store": "/nonexistent/trusted", "password_env": "NETBOT_TEST_BROKER_PASSWORD"}
 
 
 def zoned_context(workers: dict[str, Any] | None = None) -> TaskContext:
@@ -62,10 +62,12 @@ def test_zones_without_a_workers_section_is_one_clear_error() -> None:
     ({"broker_url": "http://127.0.0.1:6379"}, "use one of redis://"),
     ({"broker_url": "amqp://127.0.0.1:5672//"}, "result_backend must be a Redis URL"),
     ({"visibility_timeout": 60}, "visibility_timeout (60 s) must be longer than [limits] command_timeout"),
+    ({"password_env": None}, "the broker needs a password"),
 ])
 def test_bad_workers_settings_are_one_line(workers: dict[str, Any], error: str) -> None:
+    section = {k: v for k, v in {**WORKERS, **workers}.items() if v is not None}
     with pytest.raises(ConfigError) as caught:
-        bot_config({"workers": {**WORKERS, **workers}})
+        bot_config({"workers": section})
     assert error in str(caught.value) and "\n" not in str(caught.value)
     assert "hunter2" not in str(caught.value)
 

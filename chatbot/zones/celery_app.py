@@ -23,6 +23,8 @@ from chatbot.secrets import resolve_secret
 log = logging.getLogger(__name__)
 
 SIGNED = "auth"
+PLAIN_SCHEMES = ("redis", "amqp")
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 
 def with_password(url: str, password: str | None) -> str:
@@ -63,6 +65,11 @@ def make_app(cfg: WorkersConfig) -> Any:
 
     check_signing_files(cfg)
     password = broker_password(cfg)
+    for url in {cfg.broker_url, cfg.store_url_without_password}:
+        parts = urlsplit(url)
+        if parts.scheme in PLAIN_SCHEMES and parts.hostname not in LOOPBACK:
+            log.warning("[workers] %s://%s is not encrypted: use %ss:// in production", parts.scheme,
+                        parts.hostname, parts.scheme)
     app = Celery("netbot", broker=with_password(cfg.broker_url, password),
                  backend=with_password(cfg.store_url_without_password, password), set_as_current=False)
     app.conf.update(
