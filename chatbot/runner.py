@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def zone_dispatcher(context: TaskContext) -> ZoneDispatcher | None:
+def zone_dispatcher(context: TaskContext, executor: ThreadPoolExecutor | None = None) -> ZoneDispatcher | None:
     """What sends zone devices' work to their workers, when the inventory has zones."""
     zoned = sorted({d.zone for d in context.inventory.devices.values() if d.zone})
     if not zoned:
@@ -33,7 +33,7 @@ def zone_dispatcher(context: TaskContext) -> ZoneDispatcher | None:
                         "[workers] section to reach their workers")
     from chatbot.zones.dispatch import ZoneDispatcher
 
-    return ZoneDispatcher(workers, context.inventory)
+    return ZoneDispatcher(workers, context.inventory, executor=executor)
 
 
 class Runner:
@@ -45,7 +45,7 @@ class Runner:
         # executor (cores + 4 threads) would make every other command wait behind them.
         self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="task")
         # Devices with a `zone` run on that zone's workers (chatbot/zones); None: all here.
-        self.zones = zone_dispatcher(context)
+        self.zones = zone_dispatcher(context, self.executor)
 
     async def run(self, inv: Invocation, context: Any = None, *, cancel: CancelToken = NEVER_CANCELLED,
                   progress: Progress = no_progress) -> Result:

@@ -218,3 +218,22 @@ def test_the_deploy_examples_are_valid_configs() -> None:
     assert bot.workers is not None and worker.workers is not None
     assert bot.workers.broker_url == worker.workers.broker_url
     assert bot.workers.extras() == worker.workers.extras() == {"password_file": "/etc/netbot/broker-password"}
+
+
+def test_chatbot_worker_refuses_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from chatbot.cli import main
+
+    inventory = tmp_path / "inventory"
+    inventory.mkdir()
+    (inventory / "hosts.yaml").write_text('{"r1": {"hostname": "127.0.1.1", "data": {"zone": "dc1"}}}')
+    (inventory / "groups.yaml").write_text("{}")
+    (inventory / "defaults.yaml").write_text("{}")
+    no_workers = tmp_path / "no-workers.toml"
+    no_workers.write_text(f'[inventory]\npath = "{inventory}"\n')
+    assert main(["worker", "--zone", "dc1", "--config", str(no_workers)]) == 2
+    assert capsys.readouterr().err.strip() == "chatbot: a worker needs a [workers] section (the broker and the signing key)"
+    config = tmp_path / "worker.toml"
+    config.write_text(f'[inventory]\npath = "{inventory}"\n\n[workers]\n' + "".join(
+        f'{k} = "{v}"\n' for k, v in WORKERS.items()))
+    assert main(["worker", "--zone", "dc7", "--config", str(config)]) == 2
+    assert capsys.readouterr().err.strip() == "chatbot: zone dc7: no device of the inventory sits in it (zones: dc1)"

@@ -17,6 +17,7 @@ import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,7 +26,7 @@ from chatbot.config import WorkersConfig
 from chatbot.control import CancelToken, Progress
 from chatbot.errors import UserError
 from chatbot.inventory import DeviceInventory
-from chatbot.results import Result, Status, invalid
+from chatbot.results import Result, invalid
 from chatbot.router import Invocation
 from chatbot.zones.merge import Piece, merge
 from chatbot.zones.store import ZoneStore
@@ -66,9 +67,12 @@ class Plan:
 
 class ZoneDispatcher:
     def __init__(self, cfg: WorkersConfig, inventory: DeviceInventory, *, app: Any = None,
-                 store: ZoneStore | None = None) -> None:
+                 store: ZoneStore | None = None, executor: Executor | None = None) -> None:
         self.cfg = cfg
         self.inventory = inventory
+        # Waiting on a zone takes a thread for the whole command: the runner's task
+        # threads, not the loop's default executor (a few threads others need too).
+        self.executor = executor
         self._app = app
         self._store = store
         self._lock = threading.Lock()
@@ -146,7 +150,7 @@ class ZoneDispatcher:
         if plan.local is not None:
             local_work = asyncio.ensure_future(run_here(plan.local, cancel, counts.local))
         zone_work = asyncio.get_running_loop().run_in_executor(
-            None, self._run_zones, inv, plan, deadline, timeout, cancel, counts, background)
+            self.executor, self._run_zones, inv, plan, deadline, timeout, cancel, counts, background)
         pieces: list[Piece] = []
         if local_work is not None:
             assert plan.local is not None
@@ -344,4 +348,4 @@ def _what(inv: Invocation, plan: Plan) -> str:
     return " ".join(words)
 
 
-__all__ = ["Plan", "RunHere", "Status", "ZoneDispatcher", "no_worker"]
+__all__ = ["Plan", "RunHere", "ZoneDispatcher", "no_worker"]
