@@ -237,3 +237,29 @@ def test_chatbot_worker_refuses_in_one_line(tmp_path: Path, capsys: pytest.Captu
         f'{k} = "{v}"\n' for k, v in WORKERS.items()))
     assert main(["worker", "--zone", "dc7", "--config", str(config)]) == 2
     assert capsys.readouterr().err.strip() == "chatbot: zone dc7: no device of the inventory sits in it (zones: dc1)"
+
+
+class CancelledStore:
+    """A store in which the bot already cancelled every message."""
+
+    lease_seconds = 3.0
+
+    def __init__(self) -> None:
+        self.renewals: list[tuple[str, int, int]] = []
+
+    def renew(self, task: str, done: int, total: int) -> bool:
+        self.renewals.append((task, done, total))
+        return True
+
+
+def test_a_message_cancelled_while_queued_touches_no_device() -> None:
+    store = CancelledStore()
+    ctx = zoned_context()
+    ctx.inventory = zone_inventory(ctx.inventory, "dc2")
+    zone = ZoneExecutor("dc2", ctx, load_registry(), store=store)  # type: ignore[arg-type]
+    started = time.monotonic()
+    result = zone.run(request(zone="dc2", targets={"targets": ["r3", "sw10"]}, devices=["r3", "sw10"]).to_data(),
+                      "task-1")
+    assert time.monotonic() - started < 2  # no connection tried (a connect would wait for its timeout)
+    assert result.devices == {"r3": "cancelled before it started", "sw10": "cancelled before it started"}
+    assert store.renewals[0] == ("task-1", 0, 2)

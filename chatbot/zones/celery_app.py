@@ -5,8 +5,8 @@ message at a time per worker slot, results in Redis, and every message signed.
 Signing is Celery's "auth" serializer: the sender signs each message with the
 deployment's private key, a receiver checks the signature against the certificates it
 trusts and refuses anything else, so whoever holds only the broker cannot make a worker
-run anything. Workers accept nothing but signed task messages; the broadcast control
-messages (ping, revoke) stay plain JSON: they can only stop work, not start any.
+run anything. Workers accept nothing but signed task messages, and take no remote
+control commands at all (a cancel is a flag in the store, chatbot/zones/store.py).
 """
 
 from __future__ import annotations
@@ -94,10 +94,12 @@ def make_app(cfg: WorkersConfig) -> Any:
         worker_hijack_root_logger=False,
         worker_send_task_events=False,
         task_send_sent_event=False,
-        worker_enable_remote_control=True,
+        # No remote control: whoever holds the broker could otherwise shut workers down or
+        # point them at other queues. A cancel travels as a flag the task polls instead.
+        worker_enable_remote_control=False,
     )
     try:
-        # JSON stays allowed for the control broadcasts; the task consumer accepts "auth" only.
+        # JSON stays registered for kombu's own use; the task consumer accepts "auth" only.
         app.setup_security(allowed_serializers=["json"])  # "auth" itself is registered after this
     except Exception as err:  # celery's SecurityError / ImproperlyConfigured, or a bad PEM
         raise UserError(f"[workers] signing: {err}") from None

@@ -2,8 +2,9 @@
 sent to its queue as signed task messages, the answers waited for off the event loop
 and merged with the in-process share into one Result.
 
-Progress sums what every place reports; a cancel revokes the messages still queued and
-sets a flag the workers' cancel tokens poll, which cuts sessions in flight. Whatever
+Progress sums what every place reports; a cancel sets a flag per message that the
+workers' cancel tokens poll: sessions in flight are cut, queued messages are dropped
+before they touch a device. Whatever
 goes wrong with a zone (no worker, a worker dying mid-task, the broker down, no answer
 in time) becomes a line for that zone's devices; the in-process devices still answer.
 """
@@ -301,11 +302,10 @@ class ZoneDispatcher:
                 del pending[s.task_id]
 
     def _cancel(self, task_ids: list[str], deadline: float) -> None:
-        """Running tasks see the flag; queued ones are revoked."""
-        if not task_ids:
-            return
+        """A flag per message: a running task cuts its sessions, a queued one is dropped
+        by the worker that takes it before it touches any device (workers take no
+        remote control, so Celery's revoke would reach none)."""
         self.store.cancel(task_ids, ttl=max(60.0, deadline - time.time() + 60))
-        self.app.control.revoke(task_ids)
 
     def _where(self) -> str:
         from urllib.parse import urlsplit
