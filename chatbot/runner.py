@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import importlib.util
 import logging
 import secrets
 from concurrent.futures import ThreadPoolExecutor
@@ -31,6 +32,10 @@ def zone_dispatcher(context: TaskContext, executor: ThreadPoolExecutor | None = 
     if workers is None:
         raise UserError(f"the inventory puts devices in zones ({', '.join(zoned)}) but the config has no "
                         "[workers] section to reach their workers")
+    missing = [name for name in ("celery", "redis") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise UserError(f"the inventory puts devices in zones but {' and '.join(missing)} "
+                        "is not installed: pip install 'netbot[zones]'")
     from chatbot.zones.dispatch import ZoneDispatcher
 
     return ZoneDispatcher(workers, context.inventory, executor=executor)
@@ -53,8 +58,14 @@ class Runner:
         own commands get their asker and the bot's services). `cancel` and `progress` reach a
         task through its context and nothing else, so it runs the same in a zone's worker."""
         if context is None and self.zones is not None and self.zones.involved(inv):
-            return await self.zones.run(inv, self._run_here, timeout=inv.command.timeout or self.command_timeout,
-                                        cancel=cancel, progress=progress)
+            try:
+                return await self.zones.run(inv, self._run_here, timeout=inv.command.timeout or self.command_timeout,
+                                            cancel=cancel, progress=progress)
+            except Exception:
+                ref = secrets.token_hex(4)
+                log.exception("command %r failed sending work to its zones (ref %s)", inv.text, ref)
+                return Result(Status.ERROR, f"{inv.command.name} failed inside the bot (reference {ref}); "
+                                            "the error is in the bot's log")
         return await self._run(inv, context, cancel=cancel, progress=progress)
 
     async def _run_here(self, inv: Invocation, cancel: CancelToken, progress: Progress) -> Result:

@@ -263,3 +263,27 @@ def test_a_message_cancelled_while_queued_touches_no_device() -> None:
     assert time.monotonic() - started < 2  # no connection tried (a connect would wait for its timeout)
     assert result.devices == {"r3": "cancelled before it started", "sw10": "cancelled before it started"}
     assert store.renewals[0] == ("task-1", 0, 2)
+
+
+def test_zones_without_the_zones_extra_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "celery" else real(name, *a))
+    with pytest.raises(UserError, match=r"celery is not installed: pip install 'netbot\[zones\]'"):
+        Runner(zoned_context(), 10)
+
+
+def test_a_bug_on_the_way_to_the_zones_is_an_error_with_a_reference(monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    ctx = zoned_context()
+    runner = Runner(ctx, 10)
+    assert runner.zones is not None
+
+    async def broken(*args: Any, **kwargs: Any) -> Result:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(runner.zones, "run", broken)
+    result = asyncio.run(runner.run(parse(ctx, "show version r2")))
+    assert result.status is Status.ERROR and "(reference " in result.summary and "boom" not in result.summary
