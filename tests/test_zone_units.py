@@ -90,6 +90,25 @@ def test_targets_split_by_zone_and_the_rest_stays_here() -> None:
     assert plan.targets_param == "targets"
 
 
+def test_a_zone_s_targets_go_in_messages_of_chunk_size() -> None:
+    ctx = zoned_context({**WORKERS, "chunk_size": 1})
+    dispatcher = ZoneDispatcher(ctx.config.workers, ctx.inventory)  # type: ignore[arg-type]
+    inv = parse(ctx, "show version r3,sw10")  # both in dc2: still split, so several workers share it
+    plan = dispatcher.plan(inv)
+    assert plan.local is None and plan.zones == {"dc2": ["r3", "sw10"]} and plan.targets_param == "targets"
+    sent: list[dict[str, Any]] = []
+
+    class App:
+        def send_task(self, name: str, args: list[Any], **options: Any) -> None:
+            sent.append(args[0])
+
+    dispatcher._app = App()
+    dispatcher._send(inv, plan, "dc2", time.time() + 60, False)
+    assert [(m["devices"], m["targets"]) for m in sent] == [(["r3"], {"targets": ["r3"]}),
+                                                           (["sw10"], {"targets": ["sw10"]})]
+    assert all(m["raw_args"] == {} and m["command"] == "show version" for m in sent)
+
+
 def test_a_single_device_command_goes_whole_to_its_zone() -> None:
     ctx = zoned_context()
     dispatcher = ZoneDispatcher(ctx.config.workers, ctx.inventory)  # type: ignore[arg-type]

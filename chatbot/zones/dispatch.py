@@ -116,14 +116,13 @@ class ZoneDispatcher:
         fixed = [d for p in inv.command.params if p.name not in split_names and inv.args.get(p.name) is not None
                  for d in p.type.devices_of(inv.args[p.name])]
         places = list(dict.fromkeys(zone_of[d] for d in inv.devices))
-        if len(places) == 1 or fixed or len(split_params) != 1:
+        if places == [LOCAL]:
+            return Plan(local=inv)
+        if fixed or len(split_params) != 1:
             if len(places) > 1:
                 raise UserError("this command names devices in different zones ("
                                 + ", ".join(_place(p) for p in places) + "): ask each zone on its own")
-            place = places[0]
-            if place is LOCAL:
-                return Plan(local=inv)
-            return Plan(zones={place: list(inv.devices)})
+            return Plan(zones={places[0]: list(inv.devices)})  # type: ignore[dict-item]
         param = split_params[0].name
         targets: list[str] = inv.args[param]
         plan = Plan(targets_param=param)
