@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import secrets
 import socket
@@ -187,6 +188,7 @@ def worker_name(zone: str) -> str:
 def build_worker(config: Config, zone: str) -> tuple[Any, ZoneExecutor, ZoneStore]:
     """The Celery app with the zone's task registered, and what runs it."""
     import redis
+    from nornir.plugins.runners import ThreadedRunner
 
     from chatbot.app import build_context
     from chatbot.plugins import load_registry
@@ -201,7 +203,10 @@ def build_worker(config: Config, zone: str) -> tuple[Any, ZoneExecutor, ZoneStor
     if not inventory.devices:
         zones = ", ".join(sorted(context.inventory.zones())) or "none"
         raise UserError(f"zone {zone}: no device of the inventory sits in it (zones: {zones})")
-    context.inventory = inventory
+    # The worker's share of the session cap, spread over the messages it runs at once:
+    # more threads would only queue for the shared slots, each a Redis round trip.
+    threads = max(1, math.ceil(config.limits.workers / cfg.concurrency))
+    context.inventory = DeviceInventory(inventory.nornir.with_runner(ThreadedRunner(num_workers=threads)))
     context.gate = _session_gate(config, store_url(cfg))
     store = ZoneStore(redis.Redis.from_url(store_url(cfg), socket_timeout=5, socket_connect_timeout=3),
                       lease_seconds=cfg.lease_seconds, presence_seconds=cfg.presence_seconds)
