@@ -15,6 +15,7 @@ import asyncio
 import logging
 import math
 import os
+import resource
 import secrets
 import socket
 import threading
@@ -233,7 +234,16 @@ def _session_gate(config: Config, url: str) -> SharedSessionGate:
     return gate
 
 
+def _raise_open_files_limit() -> None:
+    """Each session in flight holds a socket to its device and one to Redis (the shared
+    gate): the usual soft limit of 1024 open files is short of a few hundred sessions."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 def run_worker(config: Config, zone: str, *, log_level: str = "WARNING") -> int:
+    _raise_open_files_limit()
     app, executor, store = build_worker(config, zone)
     # Celery's trace logs every task's return value at INFO: device output has no place in a log.
     logging.getLogger("celery.app.trace").setLevel(logging.WARNING)
