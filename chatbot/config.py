@@ -179,8 +179,9 @@ class WorkersConfig(SecretSection):
     visibility_timeout: float = Field(default=3600.0, gt=0)
     chunk_size: int = Field(default=50, ge=1, le=10_000)  # devices per task message
     concurrency: int = Field(default=4, ge=1, le=256)  # task messages a worker runs at once
-    # A running task renews its lease this often...; a worker whose lease lapsed is
-    # taken for dead, and its devices reported failed.
+    # Seconds a running task's lease lasts (renewed every third of it): a task whose
+    # lease lapsed without an answer was on a worker that died, and its devices are
+    # reported failed then, not at the command timeout.
     lease_seconds: float = Field(default=3.0, gt=0)
     # Seconds a zone's worker may stay silent before the zone counts as having none.
     presence_seconds: float = Field(default=5.0, gt=0)

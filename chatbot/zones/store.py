@@ -77,9 +77,6 @@ class ZoneStore:
                 pipe.set(PREFIX + f"cancel:{task}", "1", px=max(1, int(ttl * 1000)))
             pipe.execute()
 
-    def cancelled(self, task: str) -> bool:
-        return bool(self.client.exists(PREFIX + f"cancel:{task}"))
-
 
 def _lease(value: bytes | None) -> Lease | None:
     if value is None:
