@@ -110,6 +110,12 @@ def _parser() -> argparse.ArgumentParser:
                        help="replace a device's known key that changed (only once you know why it changed)")
     trust.set_defaults(func=cmd_trust)
 
+    worker = sub.add_parser("worker", help="run a zone's worker: take that zone's device work from the "
+                                            "broker ([workers]) and run it inside the zone")
+    worker.add_argument("--zone", required=True, help="the zone whose queue this worker serves")
+    worker.add_argument("--config", type=Path, required=True, help="the worker's own config (TOML)")
+    worker.set_defaults(func=cmd_worker)
+
     audit = sub.add_parser("audit", help="read the audit log")
     audit.add_argument("--config", type=Path, required=True)
     audit.add_argument("--since", help="a duration back from now (30m, 24h, 7d) or a date (2026-11-01)")
@@ -415,6 +421,13 @@ def cmd_trust(args: argparse.Namespace) -> int:
             continue
         print(f"{name}: {shown} {done} ({known_entry_name(info.address, port)} in {path})")
     return 1 if failed else 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from chatbot.zones.worker import run_worker
+
+    config = _load_config(args)
+    return run_worker(config, args.zone, log_level=logging.getLevelName(logging.getLogger().level))
 
 
 def cmd_audit(args: argparse.Namespace) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 from typing import Any, Literal, get_args
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -169,6 +170,61 @@ class AccessConfig(Section):
     grants: list[GrantConfig] = Field(default_factory=list)
 
 
+class WorkersConfig(SecretSection):
+    """Zones (chatbot/zones): the broker in the DMZ that the bot and every zone's workers
+    connect to. Its password comes from `password`, `password_env` or `password_file`,
+    never from inside the URL."""
+
+    # Redis by default; RabbitMQ by an amqp:// URL; rediss:// / amqps:// for TLS.
+    broker_url: str = "redis://127.0.0.1:6379/0"
+    # Where results, progress, cancels and worker presence live; must be Redis. Default:
+    # the broker, when it is Redis.
+    result_backend: str | None = None
+    # Task messages are signed (Celery's "auth" serializer): the deployment's private
+    # key and certificate, and the certificates a process accepts signatures from (a
+    # directory or a glob of PEM files).
+    signing_key: Path
+    signing_certificate: Path
+    certificate_store: str
+    # Seconds before the broker hands a message a worker took but never acknowledged
+    # (the worker died) to another worker. Longer than any command may run: work that
+    # outlives it would be delivered twice.
+    visibility_timeout: float = Field(default=3600.0, gt=0)
+    chunk_size: int = Field(default=50, ge=1, le=10_000)  # devices per task message
+    concurrency: int = Field(default=4, ge=1, le=256)  # task messages a worker runs at once
+    # Seconds a running task's lease lasts (renewed every third of it): a task whose
+    # lease lapsed without an answer was on a worker that died, and its devices are
+    # reported failed then, not at the command timeout.
+    lease_seconds: float = Field(default=3.0, gt=0)
+    # Seconds a zone's worker may stay silent before the zone counts as having none.
+    presence_seconds: float = Field(default=5.0, gt=0)
+
+    @model_validator(mode="after")
+    def _broker_settings(self) -> WorkersConfig:
+        for name, url in (("broker_url", self.broker_url), ("result_backend", self.result_backend)):
+            if url is None:
+                continue
+            parsed = urlsplit(url)
+            if parsed.scheme not in BROKER_SCHEMES:
+                raise ValueError(f"{name} \"{url.split('@')[-1]}\": use one of "
+                                 f"{', '.join(s + '://' for s in BROKER_SCHEMES)}")
+            if parsed.password:
+                raise ValueError(f"{name} holds a password: give it as password_env or password_file instead")
+        if not any(self.extras().get(k) for k in ("password", "password_env", "password_file")):
+            raise ValueError("the broker needs a password: give password_env or password_file")
+        if self.store_url_without_password.split("://")[0] not in REDIS_SCHEMES:
+            raise ValueError("result_backend must be a Redis URL (redis:// or rediss://) when the broker is not Redis")
+        return self
+
+    @property
+    def store_url_without_password(self) -> str:
+        return self.result_backend or self.broker_url
+
+
+BROKER_SCHEMES = ("redis", "rediss", "amqp", "amqps")
+REDIS_SCHEMES = ("redis", "rediss")
+
+
 class AuditConfig(Section):
     retention_days: int = Field(default=365, ge=1)
 
@@ -186,6 +242,7 @@ class Config(Section):
     identities: dict[str, list[str]] = Field(default_factory=dict)  # person -> accounts
     access: AccessConfig | None = None
     audit: AuditConfig = Field(default_factory=AuditConfig)
+    workers: WorkersConfig | None = None  # present = devices with a `zone` run on that zone's workers
     bridges: dict[str, Any] | None = None
     monitor: list[dict[str, Any]] = Field(default_factory=list)
     # Where the config came from, for error messages that name a line.
@@ -195,6 +252,10 @@ class Config(Section):
     @model_validator(mode="after")
     def _static_monitors_within_limit(self) -> Config:
         # Static monitors cannot be refused one by one at start: too many is a config error.
+        if self.workers is not None and self.workers.visibility_timeout <= self.limits.command_timeout:
+            raise ValueError(f"[workers] visibility_timeout ({self.workers.visibility_timeout:g} s) must be longer "
+                             f"than [limits] command_timeout ({self.limits.command_timeout:g} s): work still "
+                             "running would be handed to a second worker")
         if len(self.monitor) > self.limits.monitors_total:
             raise ValueError(f"{len(self.monitor)} [[monitor]] entries, more than [limits] monitors_total = "
                              f"{self.limits.monitors_total}")

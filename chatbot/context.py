@@ -13,7 +13,7 @@ from chatbot.config import ApicConfig, Config
 from chatbot.control import NEVER_CANCELLED, CancelToken, Progress, no_progress
 from chatbot.errors import ArgumentError
 from chatbot.inventory import DeviceInventory, suggest
-from chatbot.limits import DeviceGate
+from chatbot.limits import DeviceGate, SessionGate
 from chatbot.secrets import resolve_secret
 
 
@@ -32,7 +32,7 @@ class TaskContext:
     inventory: DeviceInventory
     config: Config
     lab_mode: bool = False
-    gate: DeviceGate = field(default_factory=DeviceGate)
+    gate: SessionGate = field(default_factory=DeviceGate)
     # Per run (the runner hands each task its own copy, see for_run):
     cancel: CancelToken = NEVER_CANCELLED
     progress: Progress = no_progress

@@ -41,6 +41,9 @@ class DeviceInfo:
     groups: tuple[str, ...]
     site: str | None
     role: str | None
+    # The network zone the device sits in: its work runs on that zone's workers
+    # (chatbot/zones). None: the bot's own process opens its sessions.
+    zone: str | None = None
 
 
 @dataclass(frozen=True)
@@ -149,6 +152,12 @@ def build_nornir(*, path: Path | None = None, data: dict[str, Any] | None = None
     return open_nornir(data, credentials=credentials, workers=workers, scrapli_extras=scrapli_extras or {})
 
 
+def _zone_of(host: Host) -> str | None:
+    """`zone` from the host's data, else its groups' (as Nornir inherits site and role)."""
+    zone = host.get("zone")
+    return str(zone) if zone else None
+
+
 class DeviceInventory:
     """Read-only view of the inventory for validation, target resolution and `devices`."""
 
@@ -166,6 +175,7 @@ class DeviceInventory:
                 groups=tuple(g.name for g in host.groups),
                 site=host.get("site"),
                 role=host.get("role"),
+                zone=_zone_of(host),
             )
 
     @classmethod
@@ -197,6 +207,9 @@ class DeviceInventory:
 
     def groups(self) -> set[str]:
         return {g for d in self._devices.values() for g in d.groups}
+
+    def zones(self) -> set[str]:
+        return {d.zone for d in self._devices.values() if d.zone}
 
     def sites(self) -> set[str]:
         return {d.site for d in self._devices.values() if d.site}

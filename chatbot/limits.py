@@ -6,7 +6,19 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
+from typing import Protocol
+
+
+class SessionGate(Protocol):
+    """What device work needs of a gate: this process's DeviceGate, or the limits shared
+    by every process through Redis (chatbot.shared_limits, for zones)."""
+
+    per_device: int
+
+    def session(self, device: str, background: bool = False) -> AbstractContextManager[None]:
+        """Hold a slot on `device` and one of the global slots while inside."""
+        ...
 
 
 class DeviceGate:

@@ -27,6 +27,9 @@ class Invocation:
     args: dict[str, Any]
     text: str
     devices: list[str] = field(default_factory=list)  # every device the command may touch
+    # Each given argument's text as the user wrote it, by parameter name: what a zone's
+    # worker parses again with its own rules (chatbot/zones), never trusting ours.
+    raw_args: dict[str, str] = field(default_factory=dict)
 
 
 class CommandRejected(UserError):
@@ -66,10 +69,11 @@ class Router:
             raise CommandRejected("an empty command; try help")
         cmd, used = self.match(words)
         try:
-            args, devices = parse_arguments(cmd, words[used:], ctx)
+            raw = split_arguments(cmd, words[used:])
+            args, devices = parse_values(cmd, raw, ctx)
         except ArgumentError as err:
             raise CommandRejected(str(err), cmd.usage()) from None
-        return Invocation(cmd, args, " ".join(words), devices)
+        return Invocation(cmd, args, " ".join(words), devices, raw)
 
     def match(self, words: list[str]) -> tuple[Command, int]:
         best: list[tuple[int, bool, Command]] = []
@@ -116,6 +120,11 @@ def check_printable(text: str) -> None:
 
 
 def parse_arguments(cmd: Command, words: list[str], ctx: ParseContext) -> tuple[dict[str, Any], list[str]]:
+    return parse_values(cmd, split_arguments(cmd, words), ctx)
+
+
+def split_arguments(cmd: Command, words: list[str]) -> dict[str, str]:
+    """The words of each argument, by parameter name, before any type has parsed them."""
     keywords = {k: p for p in cmd.params for k in p.keywords}
     raw: dict[str, str] = {}
     positional = [p for p in cmd.params if not p.keyword or p.bare_ok]
@@ -139,9 +148,20 @@ def parse_arguments(cmd: Command, words: list[str], ctx: ParseContext) -> tuple[
         if slot is None:
             raise ArgumentError(f"unexpected '{word[:40]}'")
         raw[slot.name], i = _take(words, i, slot, keywords)
+    return raw
+
+
+def parse_values(cmd: Command, raw: dict[str, str], ctx: ParseContext,
+                 parsed: dict[str, Any] | None = None) -> tuple[dict[str, Any], list[str]]:
+    """Each parameter's value parsed by its type (defaults for those not given), and
+    every device they name. `parsed`: values already checked by the caller, by name."""
     values: dict[str, Any] = {}
     devices: list[str] = []
     for p in cmd.params:
+        if parsed and p.name in parsed:
+            values[p.name] = parsed[p.name]
+            devices.extend(_devices_of(p, values[p.name]))
+            continue
         if p.name not in raw:
             if not p.optional:
                 raise ArgumentError(f"missing <{p.type.metavar}>")

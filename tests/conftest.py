@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-pytest_plugins = ["chatbot.testing"]
+# redis_server: the real Redis server fixtures (tests/redis_server.py).
+pytest_plugins = ["chatbot.testing", "redis_server"]
 
 
 @pytest.fixture()
