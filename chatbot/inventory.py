@@ -134,6 +134,7 @@ def device_infos(data: Mapping[str, Any]) -> dict[str, DeviceInfo]:
             groups=tuple(host.get("groups") or ()),
             site=item("site"),
             role=item("role"),
+            zone=_zone_text(item("zone")),
         )
     return devices
 
@@ -152,9 +153,8 @@ def build_nornir(*, path: Path | None = None, data: dict[str, Any] | None = None
     return open_nornir(data, credentials=credentials, workers=workers, scrapli_extras=scrapli_extras or {})
 
 
-def _zone_of(host: Host) -> str | None:
-    """`zone` from the host's data, else its groups' (as Nornir inherits site and role)."""
-    zone = host.get("zone")
+def _zone_text(zone: Any) -> str | None:
+    """`zone` (under `data`, inherited as site and role are); empty means the bot's own."""
     return str(zone) if zone else None
 
 
@@ -175,7 +175,7 @@ class DeviceInventory:
                 groups=tuple(g.name for g in host.groups),
                 site=host.get("site"),
                 role=host.get("role"),
-                zone=_zone_of(host),
+                zone=_zone_text(host.get("zone")),
             )
 
     @classmethod
