@@ -289,7 +289,7 @@ class MatrixAdapter:
                     log.warning("matrix: joining %s failed: %s", room_id, resp.message)
                     await self.client.room_leave(room_id)  # no half-joined rooms
                     return
-                await asyncio.to_thread(self.state.put, f"matrix-room:{room_id}", inviter)
+                await asyncio.to_thread(self.state.remember, f"matrix-room:{room_id}", inviter)
                 self._allowed_rooms.add(room_id)
                 direct = event.content.get("is_direct") is True
                 if direct:

@@ -456,7 +456,7 @@ class MattermostAdapter:
             marker = f"{PLATFORM}:{self.user_id}"
             self._ran_before = await asyncio.to_thread(self.state.get, marker) is not None
             if not self._ran_before:
-                await asyncio.to_thread(self.state.put, marker, _utc_text(time.time()))
+                await asyncio.to_thread(self.state.remember, marker, _utc_text(time.time()))
                 log.info("mattermost: first run as @%s here: posts made before now are not looked at", self.username)
                 return
         if self.cfg.catch_up_max_age <= 0:

@@ -74,6 +74,15 @@ class ChatState:
             return
         self.writer.defer(self._put, row, key=key)
 
+    def remember(self, key: str, value: str) -> None:
+        """Remember a value that a crash must not lose (an adapter's note that a room was
+        allowed, that it ran here before): on disk when this returns. Blocks: call it
+        off the event loop."""
+        self.put(key, value)
+        self.writer.flush()
+        if self._put is not None and self.writer.pending(self._put, key) is not None:
+            raise OSError(f"the database did not take {key!r} (see the log)")
+
     def flush(self) -> None:
         """Write the queued positions now (a clean stop does it through the bot)."""
         self.writer.flush()

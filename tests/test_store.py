@@ -582,6 +582,29 @@ def test_a_crash_loses_rows_written_behind_never_a_claim(database_url: str,
     assert read_back(reader)["jobs"] == ["interrupted"]
 
 
+REMEMBER_THEN_CRASH = """
+import os, sys
+from chatbot.state import ChatState
+from chatbot.store import make_engine
+from chatbot.write_behind import writer_for
+
+engine = make_engine(sys.argv[1])
+writer_for(engine).interval = 3600
+state = ChatState(engine)
+state.put("matrix:@bot:hs", "s9")  # a position: may be lost
+state.remember("matrix-room:!ops:hs", "@alice:hs")  # a note: must not be
+os._exit(0)  # a crash: no stop, no atexit
+"""
+
+
+def test_a_note_remembered_survives_a_crash_at_once(database_url: str, engines: Callable[[str], Engine]) -> None:
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent))
+    crashed = subprocess.run([sys.executable, "-c", REMEMBER_THEN_CRASH, database_url], env=env,
+                             capture_output=True, text=True, timeout=120)
+    assert crashed.returncode == 0, crashed.stderr
+    assert ChatState(engines(database_url)).get("matrix-room:!ops:hs") == "@alice:hs"
+
+
 EXIT_WITHOUT_STOP = """
 import sys
 from chatbot.audit import AuditEvent, AuditLog
