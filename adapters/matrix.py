@@ -236,7 +236,7 @@ class MatrixAdapter:
                     for msg in taken:
                         self.inbox.spawn(self._answer(msg))
         await self._keys_maintenance()
-        await asyncio.to_thread(self.state.put, self.position_key, resp.next_batch)
+        self.state.put(self.position_key, resp.next_batch)  # queued, written behind: no thread hop
         self._position = resp.next_batch
         self.ready.set()
         self.synced.set()
